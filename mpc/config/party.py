@@ -1,0 +1,185 @@
+"""Party (worker) and dealer configs: TOML read into frozen dataclasses in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mpc.config.fields import Fields, host_port, load_toml
+from mpc.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def parse(cls, f: Fields) -> TlsFiles:
+        tls = cls(ca=f.path("ca"), cert=f.path("cert"), key=f.path("key"))
+        f.done()
+        return tls
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where one named dataset lives: a CSV/Parquet file, or a SQL query on a database."""
+
+    name: str
+    path: Path | None = None
+    url: str | None = None
+    query: str | None = None
+
+    @property
+    def format(self) -> str:
+        if self.url is not None:
+            return "sql"
+        assert self.path is not None
+        return "parquet" if self.path.suffix.lower() in (".parquet", ".pq") else "csv"
+
+    @classmethod
+    def parse(cls, name: str, f: Fields) -> DatasetConfig:
+        path = f.path("path", None)
+        url = f.str("url", None)
+        query = f.str("query", None)
+        f.done()
+        if (path is None) == (url is None):
+            raise f.error("path", "give either path (CSV/Parquet file) or url plus query")
+        if url is not None and query is None:
+            raise f.error("query", "a database dataset needs the SQL query that selects its rows")
+        if path is not None and query is not None:
+            raise f.error("query", "query is only for database datasets (url)")
+        if path is not None and path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            raise f.error("path", f"expected a .csv or .parquet file, got {path.name!r}")
+        return cls(name=name, path=path, url=url, query=query)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What this party agrees to compute, and for whom."""
+
+    coordinators: tuple[str, ...]
+    usecases: tuple[str, ...]
+    pinned: dict[str, str] = field(default_factory=dict)  # use case name -> spec SHA-256
+    min_cell_floor: int = 1
+    min_contributors_floor: int = 1
+
+    @classmethod
+    def parse(cls, f: Fields) -> Policy:
+        coordinators = f.str_list("coordinators")
+        usecases = f.str_list("usecases")
+        pinned: dict[str, str] = {}
+        pins = f.table("pinned", None)
+        if pins is not None:
+            for name in pins.keys():
+                digest = pins.str(name).lower()
+                if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                    raise pins.error(name, "expected a SHA-256 in hex (64 characters)")
+                if name not in usecases:
+                    raise pins.error(name, "pinned use case is not in policy.usecases")
+                pinned[name] = digest
+            pins.done()
+        policy = cls(
+            coordinators=coordinators,
+            usecases=usecases,
+            pinned=pinned,
+            min_cell_floor=f.int("min_cell_floor", 1, minimum=1),
+            min_contributors_floor=f.int("min_contributors_floor", 1, minimum=1),
+        )
+        f.done()
+        return policy
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    name: str
+    listen: str  # host:port of the worker's control service
+    peer_host: str  # host that job processes bind and advertise for peer traffic
+    dealer: str  # identity (certificate name) of the dealer this party trusts
+    tls: TlsFiles
+    signing_key: Path
+    audit_log: Path
+    datasets: dict[str, DatasetConfig]
+    policy: Policy
+    job_timeout_s: float = 900.0
+    results_dir: Path | None = None
+    source: str = "<party>"
+
+
+def load_party_config(path: Path) -> PartyConfig:
+    data, _ = load_toml(path)
+    f = Fields(data, str(path), base_dir=path.parent)
+    name = f.str("name")
+    listen = host_port(f, "listen")
+    tls = TlsFiles.parse(f.table("tls"))  # type: ignore[arg-type]
+    signing = f.table("signing")
+    assert signing is not None
+    signing_key = signing.path("key")
+    signing.done()
+    audit = f.table("audit")
+    assert audit is not None
+    audit_log = audit.path("log")
+    audit.done()
+    datasets_table = f.table("datasets")
+    assert datasets_table is not None
+    datasets = {}
+    for ds_name in datasets_table.keys():
+        sub = datasets_table.table(ds_name)
+        assert sub is not None
+        datasets[ds_name] = DatasetConfig.parse(ds_name, sub)
+    if not datasets:
+        raise f.error("datasets", "a party needs at least one dataset")
+    policy = Policy.parse(f.table("policy"))  # type: ignore[arg-type]
+    config = PartyConfig(
+        name=name,
+        listen=listen,
+        peer_host=f.str("peer_host", listen.rpartition(":")[0]),
+        dealer=f.str("dealer", "dealer"),
+        tls=tls,
+        signing_key=signing_key,
+        audit_log=audit_log,
+        datasets=datasets,
+        policy=policy,
+        job_timeout_s=f.float("job_timeout_s", 900.0),
+        results_dir=f.path("results_dir", None),
+        source=str(path),
+    )
+    f.done()
+    if config.job_timeout_s <= 0:
+        raise ConfigError(str(path), "must be positive", field="job_timeout_s")
+    return config
+
+
+@dataclass(frozen=True)
+class DealerConfig:
+    name: str
+    listen: str
+    tls: TlsFiles
+    signing_key: Path
+    audit_log: Path
+    parties: tuple[str, ...] | None  # identities allowed to request; None: any party cert
+    job_ttl_s: float = 3600.0
+    source: str = "<dealer>"
+
+
+def load_dealer_config(path: Path) -> DealerConfig:
+    data, _ = load_toml(path)
+    f = Fields(data, str(path), base_dir=path.parent)
+    signing = f.table("signing")
+    audit = f.table("audit")
+    assert signing is not None and audit is not None
+    config = DealerConfig(
+        name=f.str("name"),
+        listen=host_port(f, "listen"),
+        tls=TlsFiles.parse(f.table("tls")),  # type: ignore[arg-type]
+        signing_key=signing.path("key"),
+        audit_log=audit.path("log"),
+        parties=f.str_list("parties", None),
+        job_ttl_s=f.float("job_ttl_s", 3600.0),
+        source=str(path),
+    )
+    signing.done()
+    audit.done()
+    f.done()
+    return config

@@ -1,0 +1,177 @@
+"""Use case specs: TOML read into frozen dataclasses, hashed over their exact bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from mpc.config.fields import Fields, load_toml, parse_toml
+from mpc.errors import ConfigError
+
+COORDINATOR = "coordinator"  # the recipient name that means "whoever submitted the job"
+
+MeasureKind = Literal["count", "count_distinct", "sum"]
+
+
+@dataclass(frozen=True)
+class Measure:
+    kind: MeasureKind
+    column: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, fields: Fields, key: str) -> Measure:
+        kind, _, column = text.partition(":")
+        if kind == "count" and not column:
+            return cls("count")
+        if kind in ("count_distinct", "sum") and column:
+            return cls(kind, column)  # type: ignore[arg-type]
+        raise fields.error(
+            key, f"expected 'count', 'count_distinct:<column>' or 'sum:<column>', got {text!r}"
+        )
+
+    def __str__(self) -> str:
+        return self.kind if self.column is None else f"{self.kind}:{self.column}"
+
+
+@dataclass(frozen=True)
+class DisclosureRules:
+    """Small-cell rules, all evaluated on secret shares."""
+
+    min_cell: int = 10
+    suppress_zero: bool = False
+    min_contributors: int = 1
+
+    def with_floors(self, min_cell: int, min_contributors: int) -> DisclosureRules:
+        """The stricter of these rules and a party's floors."""
+        return replace(
+            self,
+            min_cell=max(self.min_cell, min_cell),
+            min_contributors=max(self.min_contributors, min_contributors),
+        )
+
+    def at_least_as_strict_as(self, other: DisclosureRules) -> bool:
+        return (
+            self.min_cell >= other.min_cell
+            and self.min_contributors >= other.min_contributors
+            and (self.suppress_zero or not other.suppress_zero)
+        )
+
+    def keeps(self, value: int, contributors: int) -> bool:
+        """Plaintext statement of the rule (the MPC circuit computes the same on shares)."""
+        if value == 0:
+            return not self.suppress_zero
+        return value >= self.min_cell and contributors >= self.min_contributors
+
+
+@dataclass(frozen=True)
+class UseCaseSpec:
+    name: str
+    kind: Literal["aggregate"]
+    parties: tuple[str, ...]
+    recipients: tuple[str, ...]
+    dataset: str
+    group_by: tuple[str, ...]
+    measure: Measure
+    categories: tuple[tuple[str, tuple[str, ...]], ...]  # in group_by order
+    disclosure: DisclosureRules
+    text: bytes  # the exact bytes the parties hash and agree on
+    source: str = "<spec>"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text).hexdigest()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(values) for _, values in self.categories)
+
+    @property
+    def cells(self) -> int:
+        n = 1
+        for size in self.shape:
+            n *= size
+        return n
+
+    def category_rows(self) -> list[tuple[str, ...]]:
+        """Every combination of categories, in output (row-major) order."""
+        return list(itertools.product(*(values for _, values in self.categories)))
+
+    def rank_of(self, party: str) -> int:
+        return self.parties.index(party)
+
+
+def load_spec(path: Path) -> UseCaseSpec:
+    _, raw = load_toml(path)
+    return parse_spec(raw, str(path))
+
+
+def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
+    f = Fields(parse_toml(raw, source), source)
+    name = f.str("name")
+    kind = f.str("kind")
+    if kind in ("linkage", "overlap"):
+        raise f.error("kind", f"'{kind}' jobs are not supported by this version yet")
+    if kind != "aggregate":
+        raise f.error("kind", f"unknown kind {kind!r} (expected 'aggregate')")
+    parties = f.str_list("parties")
+    if len(parties) < 2:
+        raise f.error("parties", "a joint computation needs at least two parties")
+    if COORDINATOR in parties:
+        raise f.error("parties", f"'{COORDINATOR}' is a role, not a data party")
+    recipients = f.str_list("recipients", (COORDINATOR,))
+    for r in recipients:
+        if r != COORDINATOR and r not in parties:
+            raise f.error("recipients", f"{r!r} is neither '{COORDINATOR}' nor a party of the job")
+
+    inp = f.table("input")
+    assert inp is not None
+    dataset = inp.str("dataset")
+    inp.done()
+
+    agg = f.table("aggregate")
+    assert agg is not None
+    group_by = agg.str_list("group_by")
+    measure = Measure.parse(agg.str("measure", "count"), agg, "measure")
+    agg.done()
+
+    cat = f.table("categories")
+    assert cat is not None
+    categories = []
+    for column in group_by:
+        if not cat.has(column):
+            raise cat.error(column, "every group_by column needs its list of categories")
+        categories.append((column, cat.str_list(column, as_text=True)))
+    extra = sorted(set(cat.keys()) - set(group_by))
+    if extra:
+        raise cat.error(extra[0], "not a group_by column")
+    if measure.column in group_by:
+        raise agg.error("measure", f"column {measure.column!r} is also a group_by column")
+
+    disc = f.table("disclosure", None)
+    rules = DisclosureRules()
+    if disc is not None:
+        rules = DisclosureRules(
+            min_cell=disc.int("min_cell", rules.min_cell, minimum=1),
+            suppress_zero=disc.bool("suppress_zero", rules.suppress_zero),
+            min_contributors=disc.int("min_contributors", rules.min_contributors, minimum=1),
+        )
+        if rules.min_contributors > len(parties):
+            raise disc.error(
+                "min_contributors",
+                f"{rules.min_contributors} exceeds the {len(parties)} parties of the job: "
+                "every non-zero cell would be suppressed",
+            )
+        disc.done()
+    f.done()
+    spec = UseCaseSpec(
+        name=name, kind="aggregate", parties=parties, recipients=recipients, dataset=dataset,
+        group_by=group_by, measure=measure, categories=tuple(categories), disclosure=rules,
+        text=raw, source=source,
+    )
+    if spec.cells > 10_000_000:
+        raise ConfigError(source, f"the table has {spec.cells} cells; the limit is 10,000,000",
+                          field="categories")
+    return spec

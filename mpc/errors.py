@@ -1,0 +1,81 @@
+"""One exception tree for the whole project.
+
+Every error a user can see says *who* (party, file, field) and *what*; the
+coordinator prints `str(error)` as it is, so messages are written for people.
+"""
+
+from __future__ import annotations
+
+
+class MpcError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(MpcError):
+    """A config, federation or use case file is missing, malformed or inconsistent."""
+
+    def __init__(self, source: str, message: str, field: str | None = None) -> None:
+        self.source = source
+        self.field = field
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {message}")
+
+
+class PolicyRefused(MpcError):
+    """A party's local policy does not allow this job."""
+
+    def __init__(self, party: str, reason: str) -> None:
+        self.party = party
+        self.reason = reason
+        super().__init__(f"{party} refused the job: {reason}")
+
+
+class DataError(MpcError):
+    """A party's dataset cannot produce the table the spec asks for."""
+
+    def __init__(
+        self, party: str, dataset: str, message: str, column: str | None = None
+    ) -> None:
+        self.party = party
+        self.dataset = dataset
+        self.column = column
+        where = f"dataset '{dataset}'" + (f", column '{column}'" if column else "")
+        super().__init__(f"{party}: {where}: {message}")
+
+
+class TransportError(MpcError):
+    """A channel to a peer, the dealer or a worker failed or timed out."""
+
+
+class PeerAbort(TransportError):
+    """A peer told us it aborted the job."""
+
+    def __init__(self, party: str, reason: str) -> None:
+        self.party = party
+        self.reason = reason
+        super().__init__(f"{party} aborted the job: {reason}")
+
+
+class ProtocolAbort(MpcError):
+    """The joint computation cannot continue (desync, bad message, refused operation)."""
+
+
+class EngineError(MpcError):
+    """The secure arithmetic engine was used in a way this project forbids."""
+
+
+class DealerError(MpcError):
+    """The dealer refused or could not serve a request."""
+
+
+class AuditError(MpcError):
+    """An audit log cannot be written or verified."""
+
+
+class JobFailed(MpcError):
+    """A job failed; `party` names where it failed first (None: the coordinator)."""
+
+    def __init__(self, party: str | None, cause: str) -> None:
+        self.party = party
+        self.cause = cause
+        super().__init__(f"{party}: {cause}" if party else cause)

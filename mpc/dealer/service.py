@@ -1,0 +1,154 @@
+"""The dealer: correlated randomness for jobs, never any data or share of data.
+
+The dealer learns, per job, the party names, the spec hash and the operation,
+shape and count of each correlation, which the parties log as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+
+from mpc.audit.log import AuditLog
+from mpc.engine.correlations import Request, correction, party_stream
+from mpc.engine.dealer_client import request_from_proto, tensor_chunks
+from mpc.engine.rng import KeyStream, new_seed
+from mpc.proto import common_pb2, dealer_pb2, dealer_pb2_grpc
+from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
+
+log = logging.getLogger(__name__)
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+MAX_PARTIES = 64
+
+
+@dataclass
+class DealerJob:
+    parties: tuple[str, ...]
+    spec_sha256: str
+    seeds: list[bytes]
+    streams: list[KeyStream]
+    served: list[Request] = field(default_factory=list)  # index = seq
+    left: set[int] = field(default_factory=set)
+    created: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class DealerService(dealer_pb2_grpc.DealerServicer):
+    def __init__(self, name: str, allowed_parties: tuple[str, ...] | None = None,
+                 audit: AuditLog | None = None, job_ttl_s: float = 3600.0) -> None:
+        self.name = name
+        self.allowed = allowed_parties
+        self.audit = audit
+        self.job_ttl_s = job_ttl_s
+        self._jobs: dict[str, DealerJob] = {}
+        self._lock = threading.Lock()
+
+    def _audit(self, event: str, **fields: object) -> None:
+        if self.audit is not None:
+            self.audit.append(event, **fields)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for job_id in [j for j, job in self._jobs.items() if now - job.created > self.job_ttl_s]:
+            del self._jobs[job_id]  # seeds erased with the job
+            log.info("job %s expired; its seeds are erased", job_id)
+
+    def Join(self, request: dealer_pb2.JoinRequest, context: grpc.ServicerContext
+             ) -> dealer_pb2.JoinReply:  # noqa: N802
+        peer = require_peer(context, ["party"], self.allowed)
+        parties = tuple(request.parties)
+        problem = None
+        if not JOB_ID.match(request.job_id):
+            problem = "malformed job id"
+        elif not 2 <= len(parties) <= MAX_PARTIES or len(set(parties)) != len(parties):
+            problem = f"a job needs 2 to {MAX_PARTIES} distinct parties"
+        elif not request.rank < len(parties) or parties[request.rank] != peer.name:
+            problem = f"{peer.name} is not rank {request.rank} of this job"
+        elif not re.fullmatch(r"[0-9a-f]{64}", request.spec_sha256):
+            problem = "malformed spec SHA-256"
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        with self._lock:
+            self._expire()
+            job = self._jobs.get(request.job_id)
+            if job is None:
+                seeds = [new_seed() for _ in parties]
+                job = DealerJob(parties, request.spec_sha256, seeds,
+                                [party_stream(s, request.job_id, r) for r, s in enumerate(seeds)])
+                self._jobs[request.job_id] = job
+                self._audit("job_joined_first", job=request.job_id, parties=list(parties),
+                            spec_sha256=request.spec_sha256)
+        if job.parties != parties or job.spec_sha256 != request.spec_sha256:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"{peer.name} joined job {request.job_id} with a different party "
+                          "list or spec than the other parties")
+        self._audit("party_joined", job=request.job_id, party=peer.name, rank=request.rank)
+        return dealer_pb2.JoinReply(seed=job.seeds[request.rank])
+
+    def Correlation(self, request: dealer_pb2.CorrelationRequest,
+                    context: grpc.ServicerContext) -> Iterator[common_pb2.Tensor]:  # noqa: N802
+        peer = require_peer(context, ["party"], self.allowed)
+        job = self._jobs.get(request.job_id)
+        if job is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown job {request.job_id!r}")
+        if peer.name != job.parties[0]:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          "only the job's first party receives corrections")
+        try:
+            req = request_from_proto(request)
+            req.validate()
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        with job.lock:
+            served = len(job.served)
+            if req.seq < served:
+                if job.served[req.seq] != req:  # a retry must ask for exactly the same
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                  f"request {req.seq} differs from the one already served")
+            elif req.seq == served:
+                job.served.append(req)
+                self._audit("correlation", job=request.job_id, seq=req.seq, op=req.op,
+                            shape=list(req.output_size()))
+            else:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"request {req.seq} skips ahead of {served}")
+        # Deterministic in (seeds, request): a retry gets identical bytes.
+        yield from tensor_chunks(correction(req, job.streams))
+
+    def Leave(self, request: dealer_pb2.LeaveRequest, context: grpc.ServicerContext
+              ) -> dealer_pb2.LeaveReply:  # noqa: N802
+        peer = require_peer(context, ["party"], self.allowed)
+        with self._lock:
+            job = self._jobs.get(request.job_id)
+            if job is None:
+                return dealer_pb2.LeaveReply()
+            if request.rank >= len(job.parties) or job.parties[request.rank] != peer.name:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                              f"{peer.name} is not rank {request.rank} of this job")
+            job.left.add(request.rank)
+            self._audit("party_left", job=request.job_id, party=peer.name,
+                        requests=request.requests, served=len(job.served))
+            if len(job.left) == len(job.parties):
+                del self._jobs[request.job_id]  # erase the job's seeds
+        return dealer_pb2.LeaveReply()
+
+    def active_jobs(self) -> int:
+        return len(self._jobs)
+
+
+def start_dealer(identity: TlsIdentity, address: str, service: DealerService,
+                 max_workers: int = 32) -> tuple[grpc.Server, int]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+                                                    thread_name_prefix="dealer"),
+                         options=SERVER_OPTIONS)
+    dealer_pb2_grpc.add_DealerServicer_to_server(service, server)
+    port = bind_server(server, identity, address)
+    server.start()
+    return server, port

@@ -1,0 +1,110 @@
+"""A party's typed client for the dealer service (retries are safe: requests are idempotent)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import grpc
+import torch
+
+from mpc.engine.correlations import Request
+from mpc.errors import DealerError
+from mpc.proto import common_pb2, dealer_pb2, dealer_pb2_grpc
+from mpc.transport import codec
+from mpc.transport.tls import TlsIdentity, secure_channel
+
+OP_TO_PROTO = {
+    "additive_triple": dealer_pb2.ADDITIVE_TRIPLE,
+    "square": dealer_pb2.SQUARE,
+    "binary_triple": dealer_pb2.BINARY_TRIPLE,
+    "wraps": dealer_pb2.WRAPS,
+    "b2a": dealer_pb2.B2A,
+}
+PROTO_TO_OP = {v: k for k, v in OP_TO_PROTO.items()}
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def request_to_proto(job_id: str, req: Request) -> dealer_pb2.CorrelationRequest:
+    return dealer_pb2.CorrelationRequest(
+        job_id=job_id, seq=req.seq, op=OP_TO_PROTO[req.op], size0=req.size0,
+        size1=req.size1, torch_op=req.torch_op,
+    )
+
+
+def request_from_proto(msg: dealer_pb2.CorrelationRequest) -> Request:
+    if msg.op not in PROTO_TO_OP:
+        raise ValueError(f"operation {msg.op} is not served")
+    return Request(seq=msg.seq, op=PROTO_TO_OP[msg.op], size0=tuple(msg.size0),
+                   size1=tuple(msg.size1), torch_op=msg.torch_op)
+
+
+def tensor_chunks(tensor: torch.Tensor) -> list[common_pb2.Tensor]:
+    dtype, shape, data = codec.tensor_bytes(tensor)
+    parts = codec.chunk(data)
+    return [common_pb2.Tensor(dtype=dtype if i == 0 else "", shape=shape if i == 0 else (),
+                              data=bytes(p)) for i, p in enumerate(parts)]
+
+
+def tensor_from_chunks(chunks: Sequence[common_pb2.Tensor], origin: str) -> torch.Tensor:
+    if not chunks:
+        raise DealerError(f"{origin} sent no data")
+    first = chunks[0]
+    return codec.tensor_from_bytes(first.dtype, tuple(first.shape),
+                                   b"".join(c.data for c in chunks), origin=origin)
+
+
+class DealerClient:
+    def __init__(self, identity: TlsIdentity, address: str, dealer_name: str, job_id: str,
+                 *, timeout_s: float = 120.0, retries: int = 3) -> None:
+        self.dealer_name = dealer_name
+        self.job_id = job_id
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self._channel = secure_channel(identity, address, dealer_name)
+        self._stub = dealer_pb2_grpc.DealerStub(self._channel)
+
+    def _call(self, what: str, fn, *args):  # type: ignore[no-untyped-def]
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args)
+            except grpc.RpcError as exc:
+                if exc.code() in _RETRYABLE and attempt < self.retries:
+                    time.sleep(0.2 * 2**attempt)
+                    continue
+                raise DealerError(
+                    f"dealer {self.dealer_name}: {what} failed ({exc.code().name}: "
+                    f"{exc.details()})"
+                ) from None
+        raise AssertionError("unreachable")
+
+    def join(self, spec_sha256: str, parties: Sequence[str], rank: int) -> bytes:
+        reply = self._call("join", lambda: self._stub.Join(
+            dealer_pb2.JoinRequest(job_id=self.job_id, spec_sha256=spec_sha256,
+                                   parties=list(parties), rank=rank),
+            timeout=self.timeout_s, wait_for_ready=True))
+        if len(reply.seed) != 32:
+            raise DealerError(f"dealer {self.dealer_name} sent a seed of {len(reply.seed)} bytes")
+        return reply.seed
+
+    def correlation(self, req: Request) -> torch.Tensor:
+        msg = request_to_proto(self.job_id, req)
+
+        def fetch() -> torch.Tensor:
+            chunks = list(self._stub.Correlation(msg, timeout=self.timeout_s))
+            return tensor_from_chunks(chunks, f"dealer {self.dealer_name}")
+
+        tensor = self._call(f"request {req.seq} ({req.op})", fetch)
+        expected = req.output_size()
+        if tuple(tensor.shape) != expected or tensor.dtype != torch.int64:
+            raise DealerError(f"dealer {self.dealer_name} answered request {req.seq} with "
+                              f"{tensor.dtype}{tuple(tensor.shape)}, expected int64{expected}")
+        return tensor
+
+    def leave(self, rank: int, requests: int) -> None:
+        self._call("leave", lambda: self._stub.Leave(
+            dealer_pb2.LeaveRequest(job_id=self.job_id, rank=rank, requests=requests),
+            timeout=self.timeout_s))
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,137 @@
+"""Run any CrypTen program as N local parties over the project's transport and dealer.
+
+    from mpc.testing import run_local_parties
+
+    def program(ctx):                       # runs in each party's own process
+        import crypten
+        x = crypten.cryptensor(torch.tensor([1.0, 2.0]), src=0)
+        return (x * x).get_plain_text()
+
+    results = run_local_parties(program, world_size=3)   # one result per rank
+
+Each party is a fresh process (spawn) with its own PeerMesh (gRPC, mutual TLS,
+certificates from a throw-away development CA) and a dealer-backed tuple
+provider; the dealer is a real gRPC server in the calling process. Inside
+`program`, plain CrypTen calls (crypten.cryptensor, MPCTensor arithmetic,
+comparisons, get_plain_text) run unchanged; `ctx` is the project's MpcContext.
+`program` must be importable (a module-level function), as must its return value.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import queue
+import tempfile
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mpc.config.party import TlsFiles
+from mpc.transport.pki import make_dev_pki
+
+DEALER = "dealer"
+
+
+def _party_main(rank: int, parties: list[str], pki: str, job_id: str, dealer_address: str,
+                program: Callable[..., Any], args: tuple[Any, ...], allow_builtin: bool,
+                inbox: Any, outbox: Any) -> None:
+    try:
+        from mpc.engine.correlations import party_stream
+        from mpc.engine.dealer_client import DealerClient
+        from mpc.engine.session import EngineSession
+        from mpc.transport.peer_mesh import PeerMesh
+        from mpc.transport.tls import TlsIdentity
+
+        name = parties[rank]
+        folder = Path(pki)
+        identity = TlsIdentity.load(TlsFiles(folder / "ca.pem", folder / f"{name}.pem",
+                                             folder / f"{name}.key"), expected_name=name)
+        mesh = PeerMesh(job_id, rank, parties, identity, "127.0.0.1", recv_timeout_s=120)
+        outbox.put(("endpoint", rank, mesh.listen()))
+        endpoints = inbox.get(timeout=120)
+        mesh.connect(endpoints)
+        dealer = DealerClient(identity, dealer_address, DEALER, job_id)
+        seed = dealer.join("0" * 64, parties, rank)
+        fetch = dealer.correlation if rank == 0 else None
+        try:
+            with EngineSession(mesh, party_stream(seed, job_id, rank), fetch,
+                               allow_builtin_providers=allow_builtin) as ctx:
+                result = program(ctx, *args)
+            # Plain pickle copies tensors by value; the queue's own pickler would pass a
+            # shared-memory handle that dies with this process.
+            outbox.put(("result", rank, pickle.dumps(result)))
+        finally:
+            mesh.close()
+            dealer.close()
+    except BaseException as exc:  # report, never hang the caller
+        outbox.put(("error", rank, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+
+
+class LocalPartiesError(RuntimeError):
+    pass
+
+
+def run_local_parties(program: Callable[..., Any], world_size: int = 3, *,
+                      args: tuple[Any, ...] = (), timeout_s: float = 300.0,
+                      allow_builtin_providers: bool = False) -> list[Any]:
+    """Run `program(ctx, *args)` in `world_size` party processes; return results by rank."""
+    from mpc.dealer.service import DealerService, start_dealer
+    from mpc.transport.tls import TlsIdentity
+
+    parties = [f"party{r}" for r in range(world_size)]
+    with tempfile.TemporaryDirectory(prefix="mpc-local-") as tmp:
+        make_dev_pki(Path(tmp), parties, dealer=DEALER)
+        dealer_identity = TlsIdentity.load(TlsFiles(Path(tmp) / "ca.pem",
+                                                    Path(tmp) / f"{DEALER}.pem",
+                                                    Path(tmp) / f"{DEALER}.key"))
+        server, port = start_dealer(dealer_identity, "127.0.0.1:0", DealerService(DEALER))
+        ctx = mp.get_context("spawn")
+        outbox = ctx.Queue()
+        inboxes = [ctx.Queue() for _ in parties]
+        job_id = uuid.uuid4().hex
+        procs = [ctx.Process(target=_party_main, daemon=True,
+                             args=(r, parties, tmp, job_id, f"127.0.0.1:{port}", program, args,
+                                   allow_builtin_providers, inboxes[r], outbox))
+                 for r in range(world_size)]
+        for p in procs:
+            p.start()
+        try:
+            return _collect(procs, inboxes, outbox, world_size, timeout_s)
+        finally:
+            for p in procs:
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.kill()
+            server.stop(grace=None)
+
+
+def _collect(procs: list[Any], inboxes: list[Any], outbox: Any, world_size: int,
+             timeout_s: float) -> list[Any]:
+    endpoints: dict[int, str] = {}
+    results: dict[int, Any] = {}
+    errors: dict[int, str] = {}
+    while len(results) + len(errors) < world_size:
+        try:
+            kind, rank, value = outbox.get(timeout=timeout_s)
+        except queue.Empty:
+            raise LocalPartiesError(f"parties did not finish within {timeout_s} s") from None
+        if kind == "endpoint":
+            endpoints[rank] = value
+            if len(endpoints) == world_size:
+                for inbox in inboxes:
+                    inbox.put(endpoints)
+        elif kind == "result":
+            results[rank] = pickle.loads(value)
+        else:
+            errors[rank] = value
+            if len(endpoints) < world_size:  # the others wait for endpoints: stop them
+                for p in procs:
+                    p.kill()
+                break
+    if errors:
+        first = min(errors)
+        raise LocalPartiesError(f"party{first} failed: {errors[first]}")
+    return [results[r] for r in range(world_size)]

@@ -1,0 +1,155 @@
+"""Mutual TLS for every channel: identities, credentials, servers, channels and peer checks."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from mpc.config.party import TlsFiles
+from mpc.errors import ConfigError, TransportError
+
+# Messages are chunked well below this; the limit only bounds a misbehaving sender.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Notice a dead peer within seconds even while a stream is idle.
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    *CHANNEL_OPTIONS,
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.so_reuseport", 0),
+]
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    name: str
+    role: str
+    fingerprint: str  # SHA-256 of the DER certificate, hex
+
+
+def cert_info(pem: bytes) -> CertInfo:
+    cert = x509.load_pem_x509_certificate(pem)
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    ou = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return CertInfo(
+        name=str(cn[0].value) if cn else "",
+        role=str(ou[0].value) if ou else "",
+        fingerprint=hashlib.sha256(der).hexdigest(),
+    )
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """This process's key pair and the federation's CA, loaded once."""
+
+    name: str
+    role: str
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    fingerprint: str
+
+    @classmethod
+    def load(cls, files: TlsFiles, expected_name: str | None = None,
+             source: str = "config") -> TlsIdentity:
+        blobs = {}
+        for field in ("ca", "cert", "key"):
+            path = getattr(files, field)
+            try:
+                blobs[field] = path.read_bytes()
+            except OSError as exc:
+                raise ConfigError(source, f"cannot read {path} ({exc.strerror})",
+                                  field=f"tls.{field}") from None
+        try:
+            info = cert_info(blobs["cert"])
+        except ValueError as exc:
+            raise ConfigError(source, f"not a PEM certificate: {exc}", field="tls.cert") from None
+        if expected_name is not None and info.name != expected_name:
+            raise ConfigError(
+                source,
+                f"certificate {files.cert} is issued to {info.name!r}, not {expected_name!r}",
+                field="tls.cert",
+            )
+        return cls(info.name, info.role, blobs["ca"], blobs["cert"], blobs["key"],
+                   info.fingerprint)
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key_pem, self.cert_pem)],
+            root_certificates=self.ca_pem,
+            require_client_auth=True,
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_pem,
+            private_key=self.key_pem,
+            certificate_chain=self.cert_pem,
+        )
+
+
+def secure_channel(identity: TlsIdentity, address: str, peer_name: str) -> grpc.Channel:
+    """A channel that only talks to a server whose certificate names `peer_name`."""
+    options = [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", peer_name)]
+    return grpc.secure_channel(address, identity.channel_credentials(), options=options)
+
+
+def bind_server(server: grpc.Server, identity: TlsIdentity, address: str) -> int:
+    """Bind `address` (port 0: any free port) with mutual TLS; return the port."""
+    try:
+        port = server.add_secure_port(address, identity.server_credentials())
+    except RuntimeError as exc:
+        raise TransportError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise TransportError(f"cannot listen on {address} (address in use or not local?)")
+    return port
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    name: str
+    role: str
+    fingerprint: str
+
+
+def peer_identity(context: grpc.ServicerContext) -> PeerIdentity:
+    """Who is calling, from the client certificate the TLS handshake verified."""
+    auth = context.auth_context()
+    pem = auth.get("x509_pem_cert")
+    if not pem:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
+    info = cert_info(pem[0])
+    return PeerIdentity(info.name, info.role, info.fingerprint)
+
+
+def require_peer(context: grpc.ServicerContext, roles: Iterable[str],
+                 names: Iterable[str] | None = None) -> PeerIdentity:
+    """Abort the call unless the caller's certificate holds one of `roles` (and `names`)."""
+    peer = peer_identity(context)
+    roles = tuple(roles)
+    if peer.role not in roles:
+        context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"certificate of {peer.name!r} has role {peer.role!r}; this call needs "
+            f"{' or '.join(roles)}",
+        )
+    if names is not None:
+        allowed = tuple(names)
+        if peer.name not in allowed:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{peer.name!r} is not allowed to make this call")
+    return peer

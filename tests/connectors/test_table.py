@@ -1,0 +1,245 @@
+"""Local tables from CSV, Parquet and SQLite equal a pandas groupby of the same rows."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc.config.party import DatasetConfig
+from mpc.config.spec import Measure
+from mpc.connectors import LocalTable, TableRequest, compute_local_table
+from mpc.errors import DataError
+
+PRODUCTS = ("osimertinib", "durvalumab", "olaparib")
+LINES = ("1", "2", "3+")
+CATEGORIES = (("product", PRODUCTS), ("line", LINES))
+MEASURES = [Measure("count"), Measure("count_distinct", "pseudonym"), Measure("sum", "cycles")]
+
+
+def make_frame(seed: int = 3, n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "pseudonym": [f"p{i:03d}" for i in rng.integers(0, 120, n)],
+        "product": rng.choice(["osimertinib", "durvalumab"], n),  # olaparib cells stay 0
+        "line": rng.choice(list(LINES), n, p=[0.6, 0.35, 0.05]),
+        "cycles": rng.integers(1, 31, n).astype("int64"),
+        "dose": rng.random(n),
+    })
+
+
+def request(measure: Measure = MEASURES[0], categories=CATEGORIES) -> TableRequest:
+    return TableRequest(party="hospital_a", dataset="treatments",
+                        group_by=tuple(c for c, _ in categories), categories=categories,
+                        measure=measure)
+
+
+def expected(df: pd.DataFrame, req: TableRequest) -> LocalTable:
+    keys = list(req.group_by)
+    m = req.measure
+    grouped = df.groupby(keys)
+    if m.kind == "count":
+        value = grouped.size()
+    elif m.kind == "count_distinct":
+        value = grouped[m.column].nunique()
+    else:
+        value = grouped[m.column].sum()
+    rows = grouped.size()
+    combos = list(itertools.product(*(vals for _, vals in req.categories)))
+    if len(keys) == 1:  # pandas indexes a single key by its value, not a 1-tuple
+        combos = [c[0] for c in combos]
+    return LocalTable(
+        values=np.array([int(value.get(c, 0)) for c in combos], dtype=np.int64),
+        rows=np.array([int(rows.get(c, 0)) for c in combos], dtype=np.int64),
+    )
+
+
+def write_csv(tmp_path: Path, df: pd.DataFrame) -> DatasetConfig:
+    path = tmp_path / "treatments.csv"
+    df.to_csv(path, index=False)
+    return DatasetConfig(name="treatments", path=path)
+
+
+def write_parquet(tmp_path: Path, df: pd.DataFrame) -> DatasetConfig:
+    path = tmp_path / "treatments.parquet"
+    df.to_parquet(path, index=False)
+    return DatasetConfig(name="treatments", path=path)
+
+
+def write_sqlite(tmp_path: Path, df: pd.DataFrame, query: str = "SELECT * FROM treatments"
+                 ) -> DatasetConfig:
+    path = tmp_path / "warehouse.db"
+    with sqlite3.connect(path) as con:
+        df.to_sql("treatments", con, index=False)
+    con.close()
+    return DatasetConfig(name="treatments", url=f"sqlite:///{path}", query=query)
+
+
+WRITERS = {"csv": write_csv, "parquet": write_parquet, "sqlite": write_sqlite}
+
+
+@pytest.fixture(params=list(WRITERS))
+def writer(request: pytest.FixtureRequest):
+    return WRITERS[request.param]
+
+
+def assert_equal(got: LocalTable, want: LocalTable) -> None:
+    assert got.values.dtype == np.int64 and got.rows.dtype == np.int64
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.rows, want.rows)
+
+
+def assert_names(err: DataError, column: str | None) -> str:
+    text = str(err)
+    assert "hospital_a" in text and "treatments" in text
+    if column is not None:
+        assert f"'{column}'" in text
+        assert err.column == column
+    return text
+
+
+@pytest.mark.parametrize("measure", MEASURES, ids=str)
+def test_matches_pandas_groupby(tmp_path: Path, writer, measure: Measure) -> None:
+    df = make_frame()
+    req = request(measure)
+    got = compute_local_table(writer(tmp_path, df), req)
+    assert got.values.shape == (len(PRODUCTS) * len(LINES),)
+    assert_equal(got, expected(df, req))
+    assert got.rows[PRODUCTS.index("olaparib") * len(LINES):][:len(LINES)].sum() == 0
+
+
+def test_numeric_categories_compare_as_text(tmp_path: Path, writer) -> None:
+    df = make_frame()
+    df["year"] = np.where(np.arange(len(df)) % 3 == 0, 2023, 2024)
+    cats = (("year", ("2023", "2024", "2025")), ("product", PRODUCTS))
+    req = request(categories=cats)
+    want = expected(df.assign(year=df["year"].astype(str)), req)
+    assert_equal(compute_local_table(writer(tmp_path, df), req), want)
+
+
+def test_single_group_column(tmp_path: Path, writer) -> None:
+    df = make_frame()
+    req = request(Measure("sum", "cycles"), categories=(("line", LINES),))
+    assert_equal(compute_local_table(writer(tmp_path, df), req), expected(df, req))
+
+
+def test_from_spec() -> None:
+    from mpc.config.spec import parse_spec
+
+    spec = parse_spec(b"""
+name = "t"
+kind = "aggregate"
+parties = ["hospital_a", "hospital_b"]
+[input]
+dataset = "treatments"
+[aggregate]
+group_by = ["product", "line"]
+measure = "sum:cycles"
+[categories]
+product = ["osimertinib", "durvalumab", "olaparib"]
+line = [1, 2, "3+"]
+""")
+    req = TableRequest.from_spec(spec, "hospital_a")
+    assert req.group_by == ("product", "line")
+    assert req.categories == CATEGORIES
+    assert req.measure == Measure("sum", "cycles")
+    assert req.dataset == "treatments" and req.party == "hospital_a"
+
+
+@pytest.mark.parametrize("column", ["line", "cycles"])
+def test_missing_column(tmp_path: Path, writer, column: str) -> None:
+    df = make_frame().drop(columns=[column])
+    with pytest.raises(DataError) as info:
+        compute_local_table(writer(tmp_path, df), request(Measure("sum", "cycles")))
+    text = assert_names(info.value, column)
+    assert "column not found" in text and "pseudonym" in text
+
+
+def test_null_in_group_column(tmp_path: Path, writer) -> None:
+    df = make_frame()
+    df.loc[5, "line"] = None
+    with pytest.raises(DataError) as info:
+        compute_local_table(writer(tmp_path, df), request())
+    assert "null" in assert_names(info.value, "line")
+
+
+def test_values_outside_categories_reveal_nothing(tmp_path: Path, writer, caplog) -> None:
+    df = make_frame()
+    df.loc[[3, 9, 17], "product"] = "pembrolizumab"
+    with caplog.at_level(logging.WARNING), pytest.raises(DataError) as info:
+        compute_local_table(writer(tmp_path, df), request())
+    text = assert_names(info.value, "product")
+    assert "outside the declared categories" in text
+    assert "pembrolizumab" not in text
+    assert not any(ch.isdigit() for ch in text)  # no count of bad rows
+    assert "pembrolizumab" in caplog.text  # logged locally for the party's own operator
+
+
+def test_sum_needs_integer_column(tmp_path: Path, writer) -> None:
+    with pytest.raises(DataError) as info:
+        compute_local_table(writer(tmp_path, make_frame()), request(Measure("sum", "dose")))
+    assert "must be an integer column" in assert_names(info.value, "dose")
+
+
+def test_empty_dataset(tmp_path: Path, writer) -> None:
+    df = make_frame().iloc[:0]
+    with pytest.raises(DataError) as info:
+        compute_local_table(writer(tmp_path, df), request(Measure("sum", "cycles")))
+    assert "dataset has no rows" in assert_names(info.value, None)
+
+
+def test_zero_byte_csv(tmp_path: Path) -> None:
+    path = tmp_path / "treatments.csv"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="dataset has no rows"):
+        compute_local_table(DatasetConfig(name="treatments", path=path), request())
+
+
+@pytest.mark.parametrize("name", ["gone.csv", "gone.parquet", "gone.db"])
+def test_missing_file(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    if name.endswith(".db"):
+        dataset = DatasetConfig(name="treatments", url=f"sqlite:///{path}", query="SELECT 1")
+    else:
+        dataset = DatasetConfig(name="treatments", path=path)
+    with pytest.raises(DataError) as info:
+        compute_local_table(dataset, request())
+    assert f"file not found: {name}" in assert_names(info.value, None)
+    assert not path.exists()  # SQLite must not have created an empty database
+
+
+def test_failing_query(tmp_path: Path) -> None:
+    dataset = write_sqlite(tmp_path, make_frame(), query="SELECT * FROM no_such_table")
+    with pytest.raises(DataError) as info:
+        compute_local_table(dataset, request())
+    text = assert_names(info.value, None)
+    assert "query failed" in text and "no_such_table" in text and "\n" not in text
+
+
+def test_query_with_where_and_semicolon(tmp_path: Path) -> None:
+    df = make_frame()
+    dataset = write_sqlite(tmp_path, df, query="SELECT * FROM treatments WHERE cycles > 10;\n")
+    req = request(Measure("count_distinct", "pseudonym"))
+    assert_equal(compute_local_table(dataset, req), expected(df[df.cycles > 10], req))
+
+
+def test_sqlite_mixed_storage_in_sum_column(tmp_path: Path) -> None:
+    df = make_frame()
+    dataset = write_sqlite(tmp_path, df)
+    with sqlite3.connect(tmp_path / "warehouse.db") as con:
+        con.execute("UPDATE treatments SET cycles = 2.5 WHERE rowid = 7")
+    con.close()
+    with pytest.raises(DataError, match="must be an integer column"):
+        compute_local_table(dataset, request(Measure("sum", "cycles")))
+
+
+def test_invalid_url_does_not_echo_it(tmp_path: Path) -> None:
+    dataset = DatasetConfig(name="treatments", url="not a url s3cret", query="SELECT 1")
+    with pytest.raises(DataError) as info:
+        compute_local_table(dataset, request())
+    assert "s3cret" not in str(info.value)

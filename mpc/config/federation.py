@@ -62,7 +62,7 @@ def load_federation(path: Path) -> Federation:
     parties_table = f.table("parties")
     assert parties_table is not None
     parties = {}
-    for name in parties_table.keys():
+    for name in parties_table.names():
         sub = parties_table.table(name)
         assert sub is not None
         parties[name] = _member(name, sub, needs_address=True)

@@ -130,7 +130,7 @@ class Fields:
             raise self.error(key, f"expected a table, got {type(value).__name__}")
         return Fields(value, self._source, self._name(key) + ".", self.base_dir)
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return list(self._data)
 
     def raw(self, key: str) -> Any:

@@ -72,7 +72,7 @@ class Policy:
         pinned: dict[str, str] = {}
         pins = f.table("pinned", None)
         if pins is not None:
-            for name in pins.keys():
+            for name in pins.names():
                 digest = pins.str(name).lower()
                 if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                     raise pins.error(name, "expected a SHA-256 in hex (64 characters)")
@@ -124,7 +124,7 @@ def load_party_config(path: Path) -> PartyConfig:
     datasets_table = f.table("datasets")
     assert datasets_table is not None
     datasets = {}
-    for ds_name in datasets_table.keys():
+    for ds_name in datasets_table.names():
         sub = datasets_table.table(ds_name)
         assert sub is not None
         datasets[ds_name] = DatasetConfig.parse(ds_name, sub)

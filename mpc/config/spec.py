@@ -144,7 +144,7 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
         if not cat.has(column):
             raise cat.error(column, "every group_by column needs its list of categories")
         categories.append((column, cat.str_list(column, as_text=True)))
-    extra = sorted(set(cat.keys()) - set(group_by))
+    extra = sorted(set(cat.names()) - set(group_by))
     if extra:
         raise cat.error(extra[0], "not a group_by column")
     if measure.column in group_by:

@@ -106,14 +106,18 @@ class MpcContext:
     def stack(secrets: Sequence[Secret], dim: int = 0) -> Secret:
         return Secret(crypten.stack([s._x for s in secrets], dim=dim))
 
-    def release_share(self, x: Secret) -> torch.Tensor:
-        """This party's share of `x`, re-randomised with a fresh zero sharing, to hand to a
-        recipient who adds all parties' shares: the recipient learns `x` and nothing about
-        how it was computed."""
+    @staticmethod
+    def rerandomize(x: Secret) -> Secret:
+        """The same secret with shares refreshed by a zero sharing: whoever adds the shares
+        learns `x` and nothing about how it was computed."""
         zero = ArithmeticSharedTensor.PRZS(x.shape)
-        return x.share + zero.share
+        return Secret(MPCTensor.from_shares(x.share + zero.share, precision=0))
+
+    def release_share(self, x: Secret) -> torch.Tensor:
+        """This party's share of `x`, to hand to a recipient outside the computation."""
+        return self.rerandomize(x).share
 
     def open_to(self, x: Secret, dst: int) -> torch.Tensor | None:
         """Open `x` to party `dst` only; every other party gets None."""
-        opened = x._x.reveal(dst=dst)
+        opened = self.rerandomize(x)._x.reveal(dst=dst)
         return opened if self.rank == dst else None

@@ -1,0 +1,3 @@
+from mpc.cli.app import main
+
+main()

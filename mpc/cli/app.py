@@ -1,0 +1,24 @@
+"""The `mpc` command: one module per subcommand, wired here."""
+
+from __future__ import annotations
+
+import typer
+
+from mpc.cli import certs, dealer, demo, run, synth, worker
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Secure multi-party computation job runner for health data exchange.",
+)
+app.command("demo")(demo.demo)
+app.command("worker")(worker.worker)
+app.command("dealer")(dealer.dealer)
+app.command("run")(run.run)
+app.command("certs")(certs.certs)
+app.command("synth")(synth.synth)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,29 @@
+"""Showing a released table on the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from mpc.report.table import ReleasedTable
+
+MAX_ROWS = 200
+
+
+def print_released(table: ReleasedTable, console: Console) -> None:
+    spec = table.spec
+    rich_table = Table(title=f"{spec.name}: {spec.measure} by {', '.join(spec.group_by)}",
+                       caption=f"suppressed: {table.suppressed_cells} of {len(table.keep)} cells "
+                               f"(min_cell {table.rules.min_cell}, min_contributors "
+                               f"{table.rules.min_contributors}, suppress_zero "
+                               f"{str(table.rules.suppress_zero).lower()})")
+    for column in spec.group_by:
+        rich_table.add_column(column)
+    rich_table.add_column("value", justify="right")
+    rows = table.rows()
+    for row in rows[:MAX_ROWS]:
+        value = "[dim]suppressed[/dim]" if row["suppressed"] else str(row["value"])
+        rich_table.add_row(*(str(row[c]) for c in spec.group_by), value)
+    console.print(rich_table)
+    if len(rows) > MAX_ROWS:
+        console.print(f"... {len(rows) - MAX_ROWS} more rows in result.csv")

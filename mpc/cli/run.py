@@ -1,0 +1,67 @@
+"""`mpc run`: the coordinator submits a use case to the federation and receives the release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from mpc.errors import JobFailed, MpcError
+
+
+def run(
+    spec: Path = typer.Argument(..., help="The use case spec (TOML)."),
+    federation: Path = typer.Option(..., "--federation", help="Who is where (TOML)."),
+    out: Path = typer.Option(Path("results"), "--out", help="Where result files go."),
+    timeout: float = typer.Option(900.0, "--timeout", help="Seconds before the job is aborted."),
+) -> None:
+    """Run a use case across the parties; write OUT/<name>/result.csv and result.json."""
+    from mpc.config.federation import load_federation
+    from mpc.config.spec import load_spec
+
+    console = Console()
+    try:
+        fed = load_federation(federation)
+        use_case = load_spec(spec)
+    except MpcError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if not run_job(fed, use_case, out, console, timeout):
+        raise typer.Exit(1)
+
+
+def run_job(fed, use_case, out: Path, console: Console, timeout: float = 900.0) -> bool:  # type: ignore[no-untyped-def]
+    """Run one job with progress and print the outcome; True if it released its result."""
+    from mpc.cli.display import print_released
+    from mpc.report.table import write_result
+    from mpc.runner.coordinator import Coordinator
+    from mpc.runner.progress import Progress
+    from mpc.transport.tls import TlsIdentity
+
+    if fed.coordinator_tls is None:
+        console.print(f"[red]error:[/red] {fed.source}: [coordinator] needs cert and key: the "
+                      "coordinator's own TLS identity", highlight=False)
+        return False
+    try:
+        identity = TlsIdentity.load(fed.coordinator_tls, expected_name=fed.coordinator.name,
+                                    source=fed.source)
+        with Progress(use_case.parties, title=f"job {use_case.name}") as progress:
+            outcome = Coordinator(fed, identity, progress, timeout_s=timeout).run(use_case)
+    except JobFailed as exc:
+        where = f" at {exc.party}" if exc.party else ""
+        console.print(f"[bold red]Job failed{where}:[/bold red] {exc.cause}", highlight=False)
+        console.print("The job was aborted at every party; nothing was released.")
+        return False
+    except MpcError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return False
+    if outcome.table is None:
+        console.print(f"Released to {', '.join(use_case.recipients)} "
+                      f"(the coordinator is not a recipient).")
+        return True
+    folder = write_result(outcome.table, out)
+    print_released(outcome.table, console)
+    console.print(f"Job {outcome.job_id[:12]} finished in {outcome.seconds:.1f} s; "
+                  f"results in {folder}/ (result.csv, result.json)")
+    return True

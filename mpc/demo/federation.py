@@ -1,0 +1,184 @@
+"""A whole federation on loopback: certificates, configs and real service processes.
+
+Used by `mpc demo` and by the integration tests. Every service is a separate
+process started through the `mpc` command line (workers, dealer), listening with
+mutual TLS on a free loopback port; the coordinator runs in the calling process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from mpc.transport.pki import make_dev_pki
+
+DEALER = "dealer"
+COORDINATOR = "coordinator"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class PartySetup:
+    """What one party's config says beyond the defaults."""
+
+    datasets: dict[str, dict[str, str]]  # name -> {"path": ...} or {"url": ..., "query": ...}
+    usecases: Sequence[str]
+    pinned: Mapping[str, str] = field(default_factory=dict)
+    min_cell_floor: int = 1
+    min_contributors_floor: int = 1
+    coordinators: Sequence[str] = (COORDINATOR,)
+    job_timeout_s: float = 300.0
+
+
+class LocalFederation:
+    def __init__(self, root: Path, parties: Mapping[str, PartySetup],
+                 env: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.setups = dict(parties)
+        self.parties = list(parties)
+        self.env = {**os.environ, **(env or {})}
+        self.certs = root / "certs"
+        self.logs = root / "logs"  # audit logs only: an auditor verifies this folder
+        self.service_logs = root / "services"
+        self.federation_file = root / "federation.toml"
+        self.addresses = {p: f"127.0.0.1:{free_port()}" for p in self.parties}
+        self.dealer_address = f"127.0.0.1:{free_port()}"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._offsets: dict[str, int] = {}  # where each service's latest start begins in its log
+        self._write()
+
+    def party_config(self, party: str) -> Path:
+        return self.root / "parties" / party / "party.toml"
+
+    @property
+    def dealer_config(self) -> Path:
+        return self.root / "dealer" / "dealer.toml"
+
+    def _write(self) -> None:
+        make_dev_pki(self.certs, self.parties, dealer=DEALER, coordinator=COORDINATOR)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.service_logs.mkdir(parents=True, exist_ok=True)
+        c = self.certs.resolve()
+        for party, setup in self.setups.items():
+            doc: dict[str, Any] = {
+                "name": party,
+                "listen": self.addresses[party],
+                "dealer": DEALER,
+                "job_timeout_s": setup.job_timeout_s,
+                "results_dir": str((self.root / "results" / party).resolve()),
+                "tls": {"ca": str(c / "ca.pem"), "cert": str(c / f"{party}.pem"),
+                        "key": str(c / f"{party}.key")},
+                "signing": {"key": str(c / f"{party}.sign.key")},
+                "audit": {"log": str((self.logs / f"{party}.jsonl").resolve())},
+                "datasets": setup.datasets,
+                "policy": {"coordinators": list(setup.coordinators),
+                           "usecases": list(setup.usecases),
+                           "min_cell_floor": setup.min_cell_floor,
+                           "min_contributors_floor": setup.min_contributors_floor,
+                           **({"pinned": dict(setup.pinned)} if setup.pinned else {})},
+            }
+            path = self.party_config(party)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(tomli_w.dumps(doc))
+        self.dealer_config.parent.mkdir(parents=True, exist_ok=True)
+        self.dealer_config.write_text(tomli_w.dumps({
+            "name": DEALER, "listen": self.dealer_address,
+            "tls": {"ca": str(c / "ca.pem"), "cert": str(c / f"{DEALER}.pem"),
+                    "key": str(c / f"{DEALER}.key")},
+            "signing": {"key": str(c / f"{DEALER}.sign.key")},
+            "audit": {"log": str((self.logs / f"{DEALER}.jsonl").resolve())},
+        }))
+        self.federation_file.write_text(tomli_w.dumps({
+            "ca": "certs/ca.pem",
+            "coordinator": {"name": COORDINATOR, "cert": f"certs/{COORDINATOR}.pem",
+                            "key": f"certs/{COORDINATOR}.key",
+                            "signing_public_key": f"certs/{COORDINATOR}.sign.pub"},
+            "dealer": {"name": DEALER, "address": self.dealer_address,
+                       "cert": f"certs/{DEALER}.pem",
+                       "signing_public_key": f"certs/{DEALER}.sign.pub"},
+            "parties": {p: {"address": self.addresses[p], "cert": f"certs/{p}.pem",
+                            "signing_public_key": f"certs/{p}.sign.pub"}
+                        for p in self.parties},
+        }))
+
+    # ---- processes ----------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = (self.service_logs / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-u", "-m", "mpc", *args], stdout=log, stderr=subprocess.STDOUT,
+            env=self.env, start_new_session=True)
+        log.close()
+
+    def _wait_listening(self, name: str, timeout_s: float = 60.0) -> None:
+        log = self.service_logs / f"{name}.log"
+        offset = self._offsets.get(name, 0)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = log.read_bytes()[offset:].decode(errors="replace")
+            if "listening on" in text:
+                return
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{text[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} did not start listening within {timeout_s:.0f} s")
+
+    def _log_size(self, name: str) -> int:
+        log = self.service_logs / f"{name}.log"
+        return log.stat().st_size if log.exists() else 0
+
+    def start_dealer(self) -> None:
+        self._offsets[DEALER] = self._log_size(DEALER)
+        self._spawn(DEALER, ["dealer", "--config", str(self.dealer_config)])
+        self._wait_listening(DEALER)
+
+    def start_worker(self, party: str) -> None:
+        self._offsets[party] = self._log_size(party)
+        self._spawn(party, ["worker", "--config", str(self.party_config(party))])
+        self._wait_listening(party)
+
+    def start(self) -> LocalFederation:
+        self.start_dealer()
+        for party in self.parties:
+            self.start_worker(party)
+        return self
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a service and its job processes (a crash, not a shutdown)."""
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in list(self.procs.items()):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.procs.clear()
+
+    def __enter__(self) -> LocalFederation:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,30 @@
+"""Small-cell disclosure control, evaluated on secret shares.
+
+A cell is released when
+    value == 0 and zeros are not suppressed, or
+    value >= min_cell and at least min_contributors parties have rows in it.
+(DisclosureRules.keeps states the same rule in plaintext; tests hold the two together.)
+The comparisons for all cells and all rules run as one batched secure comparison.
+"""
+
+from __future__ import annotations
+
+from mpc.config.spec import DisclosureRules
+from mpc.engine.secret import MpcContext, Secret
+
+
+def keep_mask(ctx: MpcContext, value: Secret, contributors: Secret,
+              rules: DisclosureRules) -> Secret:
+    """Shares of 1 where the cell may be released, 0 where it is suppressed."""
+    tests = [value - rules.min_cell]
+    if rules.min_contributors > 1:  # min_cell >= 1 already implies one contributor
+        tests.append(contributors - rules.min_contributors)
+    if not rules.suppress_zero:
+        tests.append(value - 1)
+    passed = ctx.stack(tests).nonnegative()
+    keep = passed[0]
+    if rules.min_contributors > 1:
+        keep = keep * passed[1]
+    if not rules.suppress_zero:
+        keep = keep + (1 - passed[-1])  # value < 1, i.e. zero: counts are never negative
+    return keep

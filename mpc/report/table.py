@@ -1,0 +1,94 @@
+"""The released table: reconstructed by a recipient, written as result.csv and result.json."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mpc.config.spec import DisclosureRules, UseCaseSpec
+from mpc.errors import ProtocolAbort
+
+
+def reconstruct(keep_shares: Sequence[torch.Tensor], value_shares: Sequence[torch.Tensor],
+                cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Add every party's shares (mod 2^64); check the result is a well-formed release."""
+    if len(keep_shares) != len(value_shares) or not keep_shares:
+        raise ProtocolAbort("a release needs one keep and one value share from every party")
+    for t in (*keep_shares, *value_shares):
+        if t.dtype != torch.int64 or t.shape != (cells,):
+            raise ProtocolAbort(f"a release share has shape {tuple(t.shape)}, expected ({cells},)")
+    keep = torch.stack(list(keep_shares)).sum(0)  # int64 sums wrap: arithmetic mod 2^64
+    value = torch.stack(list(value_shares)).sum(0)
+    if not bool(((keep == 0) | (keep == 1)).all()):
+        raise ProtocolAbort("the opened keep mask is not 0/1: the parties' shares disagree")
+    if bool((value[keep == 0] != 0).any()):
+        raise ProtocolAbort("a suppressed cell opened to a non-zero value")
+    return keep.numpy().astype(bool), value.numpy()
+
+
+@dataclass(frozen=True)
+class ReleasedTable:
+    spec: UseCaseSpec
+    rules: DisclosureRules  # the rules actually applied (spec plus every party's floors)
+    job_id: str
+    keep: np.ndarray
+    value: np.ndarray
+    released_at: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for combo, keep, value in zip(self.spec.category_rows(), self.keep, self.value,
+                                      strict=True):
+            row: dict[str, Any] = dict(zip(self.spec.group_by, combo, strict=True))
+            row["value"] = int(value) if keep else None
+            row["suppressed"] = not bool(keep)
+            out.append(row)
+        return out
+
+    @property
+    def suppressed_cells(self) -> int:
+        return int((~self.keep).sum())
+
+    def to_json(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "name": spec.name,
+            "kind": spec.kind,
+            "job_id": self.job_id,
+            "spec_sha256": spec.sha256,
+            "parties": list(spec.parties),
+            "recipients": list(spec.recipients),
+            "released_at": self.released_at,
+            "measure": str(spec.measure),
+            "group_by": list(spec.group_by),
+            "disclosure": {"min_cell": self.rules.min_cell,
+                           "suppress_zero": self.rules.suppress_zero,
+                           "min_contributors": self.rules.min_contributors},
+            "cells": len(self.keep),
+            "suppressed_cells": self.suppressed_cells,
+            "rows": self.rows(),
+        }
+
+
+def write_result(table: ReleasedTable, out_dir: Path) -> Path:
+    """OUT/<name>/result.csv and result.json; returns the folder."""
+    folder = out_dir / table.spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "result.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*table.spec.group_by, "value", "suppressed"])
+        for row in table.rows():
+            writer.writerow([*(row[c] for c in table.spec.group_by),
+                             "" if row["suppressed"] else row["value"],
+                             "true" if row["suppressed"] else "false"])
+    (folder / "result.json").write_text(json.dumps(table.to_json(), indent=2) + "\n")
+    return folder

@@ -1,0 +1,226 @@
+"""The coordinator: plans a job, dispatches it to the parties' workers, gathers the release.
+
+Job state (coarse, drives the logic): pending -> running -> succeeded | failed;
+every party's phase (fine, for people) goes through `_set_phase`, which feeds the
+progress display. A failure anywhere aborts the job everywhere; the coordinator
+reconstructs the table only when every party has sent its release shares, so a
+failed job releases nothing.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import torch
+
+from mpc.config.federation import Federation
+from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec
+from mpc.errors import JobFailed
+from mpc.proto import worker_pb2, worker_pb2_grpc
+from mpc.report.table import ReleasedTable, reconstruct
+from mpc.transport import codec
+from mpc.transport.tls import TlsIdentity, secure_channel
+
+Event = worker_pb2.JobEvent
+PHASE_NAMES = {v: k.lower() for k, v in Event.Phase.items()}
+ProgressFn = Callable[[str, str, str], None]  # party, phase, detail
+
+
+@dataclass
+class _Party:
+    name: str
+    rank: int
+    address: str
+    channel: grpc.Channel
+    stub: worker_pb2_grpc.WorkerStub
+    phase: str = "pending"
+    endpoint: str | None = None
+    floors: DisclosureRules | None = None
+    release: Any = None
+    done: bool = False
+
+
+@dataclass
+class JobOutcome:
+    job_id: str
+    spec: UseCaseSpec
+    rules: DisclosureRules
+    table: ReleasedTable | None  # None when the coordinator is not a recipient
+    seconds: float
+    phases: dict[str, str] = field(default_factory=dict)
+
+
+# Failures that only echo another party's failure; the root cause is reported instead.
+_ECHO_CODES = ("PEER", "TRANSPORT", "ABORTED")
+
+
+class Coordinator:
+    def __init__(self, federation: Federation, identity: TlsIdentity,
+                 progress: ProgressFn | None = None, timeout_s: float = 900.0) -> None:
+        self.federation = federation
+        self.identity = identity
+        self.progress = progress or (lambda party, phase, detail: None)
+        self.timeout_s = timeout_s
+
+    def run(self, spec: UseCaseSpec) -> JobOutcome:
+        job_id = uuid.uuid4().hex
+        started = time.monotonic()
+        parties = []
+        for rank, name in enumerate(spec.parties):
+            try:
+                member = self.federation.party(name)
+            except KeyError as exc:
+                raise JobFailed(None, str(exc.args[0])) from None
+            channel = secure_channel(self.identity, member.address, name)
+            parties.append(_Party(name, rank, member.address, channel,
+                                  worker_pb2_grpc.WorkerStub(channel)))
+        events: queue.Queue[tuple[_Party, Event | grpc.RpcError]] = queue.Queue()
+        calls = []
+        try:
+            for p in parties:
+                call = p.stub.Submit(worker_pb2.SubmitRequest(job_id=job_id,
+                                                              spec_toml=spec.text),
+                                     timeout=self.timeout_s)
+                calls.append(call)
+                threading.Thread(target=self._pump, args=(p, call, events), daemon=True).start()
+            for p in parties:
+                self._set_phase(p, "submitted")
+            rules = self._prepare(spec, parties, events, job_id)
+            self._start(spec, parties, events, job_id, rules)
+            shares = self._gather(spec, parties, events, job_id)
+        except JobFailed:
+            self._abort_all(parties, job_id, "the job failed at another party")
+            raise
+        finally:
+            for call in calls:
+                call.cancel()
+            for p in parties:
+                p.channel.close()
+        table = None
+        if shares is not None:
+            keep, value = reconstruct(shares[0], shares[1], spec.cells)
+            table = ReleasedTable(spec, rules, job_id, keep, value)
+        return JobOutcome(job_id, spec, rules, table, time.monotonic() - started,
+                          {p.name: p.phase for p in parties})
+
+    # ---- phases --------------------------------------------------------------------------
+    @staticmethod
+    def _pump(p: _Party, call: Any, events: queue.Queue) -> None:
+        try:
+            for event in call:
+                events.put((p, event))
+        except grpc.RpcError as exc:
+            events.put((p, exc))
+
+    def _set_phase(self, p: _Party, phase: str, detail: str = "") -> None:
+        p.phase = phase
+        self.progress(p.name, phase, detail)
+
+    def _next(self, events: queue.Queue, deadline: float) -> tuple[_Party, Event]:
+        """The next event; any failure anywhere ends the job here."""
+        try:
+            p, event = events.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise JobFailed(None, f"the job did not finish within {self.timeout_s:.0f} s") \
+                from None
+        if isinstance(event, grpc.RpcError):
+            raise self._root_cause(p, f"worker unreachable or gone ({event.code().name}: "
+                                      f"{event.details()})", "TRANSPORT", events)
+        if event.phase == Event.FAILED:
+            f = event.failure
+            raise self._root_cause(p, f.message, f.code, events, origin=f.party)
+        self._set_phase(p, PHASE_NAMES[event.phase], event.detail)
+        return p, event
+
+    def _root_cause(self, p: _Party, message: str, code: str, events: queue.Queue,
+                    origin: str = "") -> JobFailed:
+        """A failure that only echoes another party's (lost peer, peer aborted) is
+        reported as that party's failure if it arrives within a moment."""
+        self._set_phase(p, "failed", message)
+        failures = [(origin or p.name, code, message)]
+        if code in _ECHO_CODES:
+            until = time.monotonic() + 3.0
+            while time.monotonic() < until:
+                try:
+                    q, event = events.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if isinstance(event, grpc.RpcError):
+                    failures.append((q.name, "TRANSPORT",
+                                     f"worker unreachable or gone ({event.code().name})"))
+                elif event.phase == Event.FAILED:
+                    failures.append((event.failure.party or q.name, event.failure.code,
+                                     event.failure.message))
+                else:
+                    continue
+                if failures[-1][1] not in _ECHO_CODES:
+                    break
+        party, _, cause = next((f for f in failures if f[1] not in _ECHO_CODES), failures[0])
+        return JobFailed(party, cause.removeprefix(f"{party}: "))
+
+    def _prepare(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue,
+                 job_id: str) -> DisclosureRules:
+        deadline = time.monotonic() + self.timeout_s
+        while not all(p.endpoint for p in parties):
+            p, event = self._next(events, deadline)
+            if event.phase == Event.READY:
+                p.endpoint = event.endpoint
+                f = event.floors
+                p.floors = DisclosureRules(f.min_cell, f.suppress_zero, f.min_contributors)
+        rules = spec.disclosure
+        for p in parties:
+            assert p.floors is not None
+            rules = rules.with_floors(p.floors.min_cell, p.floors.min_contributors)
+        return rules
+
+    def _start(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue, job_id: str,
+               rules: DisclosureRules) -> None:
+        order = worker_pb2.StartRequest(
+            job_id=job_id, peers={p.rank: p.endpoint for p in parties},
+            dealer_address=self.federation.dealer.address,
+            disclosure=worker_pb2.Disclosure(min_cell=rules.min_cell,
+                                             suppress_zero=rules.suppress_zero,
+                                             min_contributors=rules.min_contributors))
+        for p in parties:
+            try:
+                p.stub.Start(order, timeout=30)
+            except grpc.RpcError as exc:
+                raise JobFailed(p.name, f"could not start the job ({exc.details()})") from None
+
+    def _gather(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue,
+                job_id: str) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+        deadline = time.monotonic() + self.timeout_s
+        while not all(p.done for p in parties):
+            p, event = self._next(events, deadline)
+            if event.phase == Event.RELEASED:
+                p.release = event.release
+            elif event.phase == Event.DONE:
+                p.done = True
+        if COORDINATOR not in spec.recipients:
+            return None
+        keep, value = [], []
+        for p in parties:
+            if p.release is None:
+                raise JobFailed(p.name, "finished without sending its release shares")
+            keep.append(_tensor(p.release.keep, p.name))
+            value.append(_tensor(p.release.value, p.name))
+        return keep, value
+
+    def _abort_all(self, parties: list[_Party], job_id: str, reason: str) -> None:
+        for p in parties:
+            try:
+                p.stub.Abort(worker_pb2.AbortRequest(job_id=job_id, reason=reason), timeout=5)
+            except grpc.RpcError:
+                pass  # unreachable workers abort on their own when the stream drops
+
+
+def _tensor(msg: Any, party: str) -> torch.Tensor:
+    return codec.tensor_from_bytes(msg.dtype, tuple(msg.shape), msg.data,
+                                   origin=f"party {party}")

@@ -1,0 +1,192 @@
+"""One job, in its own process: local table, peer mesh, CrypTen session, protocol, release.
+
+The worker starts this with multiprocessing's spawn (never fork: gRPC does not
+survive it) and talks to it over a Pipe: the job sends phase events up, the
+worker sends `start` and `abort` down. If the worker dies, the pipe closes and the
+job exits at once, so no orphaned job keeps a peer waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import torch
+
+from mpc.config.party import PartyConfig
+from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec, parse_spec
+from mpc.connectors import TableRequest, compute_local_table
+from mpc.errors import (
+    ConfigError,
+    DataError,
+    DealerError,
+    EngineError,
+    MpcError,
+    PeerAbort,
+    PolicyRefused,
+    ProtocolAbort,
+    TransportError,
+)
+from mpc.transport.capture import recorder_from_env
+from mpc.transport.peer_mesh import PeerMesh, WireEvent
+from mpc.transport.tls import TlsIdentity
+
+log = logging.getLogger(__name__)
+START_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class StartOrder:
+    endpoints: dict[int, str]
+    dealer_address: str
+    rules: DisclosureRules
+
+
+def failure_code(exc: BaseException) -> str:
+    for cls, code in ((PolicyRefused, "POLICY"), (DataError, "DATA"), (ConfigError, "CONFIG"),
+                      (PeerAbort, "PEER"), (TransportError, "TRANSPORT"),
+                      (DealerError, "DEALER"), (ProtocolAbort, "PROTOCOL"),
+                      (EngineError, "ENGINE")):
+        if isinstance(exc, cls):
+            return code
+    return "INTERNAL"
+
+
+class _Control:
+    """Reads the worker's orders on a thread; exits the process if the worker goes away."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.starts: queue.Queue[StartOrder] = queue.Queue()
+        self.mesh: PeerMesh | None = None
+        self._send_lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True, name="job-control").start()
+
+    def emit(self, phase: str, **fields: Any) -> None:
+        with self._send_lock:
+            self.conn.send({"phase": phase, **fields})
+
+    def _run(self) -> None:
+        try:
+            while True:
+                kind, payload = self.conn.recv()
+                if kind == "start":
+                    self.starts.put(payload)
+                elif kind == "abort":
+                    self._abort(str(payload))
+        except (EOFError, OSError):
+            os._exit(3)  # the worker is gone: nothing may continue without it
+
+    def _abort(self, reason: str) -> None:
+        if self.mesh is not None:
+            self.mesh.abort(reason)
+        os._exit(2)
+
+
+def run_job(conn: Connection, config: PartyConfig, spec_bytes: bytes, job_id: str,
+            coordinator: str) -> None:
+    """Entry point of the job process."""
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s {config.name} job {job_id[:8]} %(message)s")
+    control = _Control(conn)
+    try:
+        _run(control, config, parse_spec(spec_bytes, "submitted spec"), job_id, coordinator)
+    except BaseException as exc:  # report every failure; the worker decides what to do
+        if not isinstance(exc, MpcError):
+            log.error("job failed:\n%s", traceback.format_exc())
+        party = exc.party if isinstance(exc, PeerAbort) else config.name
+        reason = str(exc) if isinstance(exc, MpcError) else f"internal error ({type(exc).__name__})"
+        if control.mesh is not None:
+            control.mesh.abort(reason if party == config.name else f"{party}: {exc}")
+        control.emit("failed", code=failure_code(exc), party=party, message=reason)
+    finally:
+        time.sleep(0.05)  # let the pipe flush before the process exits
+
+
+def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
+         coordinator: str) -> None:
+    from mpc.worker.policy import floors
+
+    rank = spec.rank_of(config.name)
+    request = TableRequest.from_spec(spec, config.name)
+    table = compute_local_table(config.datasets[spec.dataset], request)
+    if (table.values < 0).any():
+        raise DataError(config.name, spec.dataset, "has negative values", spec.measure.column)
+    control.emit("local_table", detail=f"{spec.cells} cells")
+
+    identity = TlsIdentity.load(config.tls, expected_name=config.name, source=config.source)
+    recorder = recorder_from_env(config.name)
+    mesh = PeerMesh(job_id, rank, spec.parties, identity, config.peer_host,
+                    recv_timeout_s=config.job_timeout_s,
+                    observers=[recorder] if recorder else [])
+    control.mesh = mesh
+    my_floors = floors(config)
+    control.emit("ready", endpoint=mesh.listen(), floors=my_floors)
+
+    try:
+        order = control.starts.get(timeout=START_TIMEOUT_S)
+    except queue.Empty:
+        raise TransportError(f"no start order within {START_TIMEOUT_S:.0f} s") from None
+    if not order.rules.at_least_as_strict_as(spec.disclosure.with_floors(
+            my_floors.min_cell, my_floors.min_contributors)):
+        raise PolicyRefused(config.name, "the coordinator's disclosure rules are weaker than "
+                                         "the spec with this party's floors")
+    try:
+        _compute(control, config, spec, job_id, rank, identity, mesh, order, table, coordinator,
+                 recorder)
+    finally:
+        mesh.close()
+
+
+def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str, rank: int,
+             identity: TlsIdentity, mesh: PeerMesh, order: StartOrder, table: Any,
+             coordinator: str, recorder: Any) -> None:
+    from mpc.engine.correlations import party_stream
+    from mpc.engine.dealer_client import DealerClient
+    from mpc.engine.session import EngineSession
+    from mpc.protocols.aggregate import aggregate
+    from mpc.report.table import ReleasedTable, reconstruct, write_result
+
+    mesh.connect(order.endpoints, timeout_s=60.0)
+    dealer = DealerClient(identity, order.dealer_address, config.dealer, job_id)
+    try:
+        seed = dealer.join(spec.sha256, spec.parties, rank)
+        control.emit("connected")
+        session = EngineSession(mesh, party_stream(seed, job_id, rank),
+                                dealer.correlation if rank == 0 else None)
+        with session as ctx:
+            released = aggregate(ctx, torch.from_numpy(table.values), torch.from_numpy(table.rows),
+                                 order.rules, phase=control.emit)
+            shares = {}
+            if COORDINATOR in spec.recipients:
+                shares = {"keep": ctx.release_share(released.keep),
+                          "value": ctx.release_share(released.value)}
+            for recipient in spec.recipients:
+                if recipient == COORDINATOR:
+                    continue
+                dst = spec.rank_of(recipient)
+                keep = ctx.open_to(released.keep, dst)
+                value = ctx.open_to(released.value, dst)
+                if dst == rank:
+                    kept, values = reconstruct([keep], [value], spec.cells)
+                    folder = write_result(ReleasedTable(spec, order.rules, job_id, kept, values),
+                                          config.results_dir or config.audit_log.parent)
+                    log.info("released result written to %s", folder)
+        dealer.leave(rank, session.provider.requests)
+    finally:
+        dealer.close()
+    if shares:
+        if recorder is not None:
+            for name, t in shares.items():
+                recorder.record("coordinator", WireEvent(
+                    "sent", coordinator, f"release/{name}", 0, b"", "tensor", "int64",
+                    tuple(t.shape), t.numpy().tobytes()))
+        control.emit("released", keep=shares["keep"].numpy(), value=shares["value"].numpy())
+    control.emit("done", requests=session.provider.requests)

@@ -56,6 +56,15 @@ class PeerAbort(TransportError):
         super().__init__(f"{party} aborted the job: {reason}")
 
 
+class PeerUnreachable(TransportError):
+    """This party could not reach a peer's job endpoint: the fault lies with the peer."""
+
+    def __init__(self, party: str, address: str, reporter: str) -> None:
+        self.party = party
+        self.address = address
+        super().__init__(f"{reporter} cannot reach the job endpoint of {party} at {address}")
+
+
 class ProtocolAbort(MpcError):
     """The joint computation cannot continue (desync, bad message, refused operation)."""
 

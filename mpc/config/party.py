@@ -95,7 +95,8 @@ class Policy:
 class PartyConfig:
     name: str
     listen: str  # host:port of the worker's control service
-    peer_host: str  # host that job processes bind and advertise for peer traffic
+    peer_host: str  # host that job processes bind for peer traffic
+    peer_advertise: str  # host peers dial to reach them (differs from peer_host behind NAT)
     dealer: str  # identity (certificate name) of the dealer this party trusts
     tls: TlsFiles
     signing_key: Path
@@ -103,6 +104,7 @@ class PartyConfig:
     datasets: dict[str, DatasetConfig]
     policy: Policy
     job_timeout_s: float = 900.0
+    connect_timeout_s: float = 30.0
     results_dir: Path | None = None
     source: str = "<party>"
 
@@ -131,10 +133,12 @@ def load_party_config(path: Path) -> PartyConfig:
     if not datasets:
         raise f.error("datasets", "a party needs at least one dataset")
     policy = Policy.parse(f.table("policy"))  # type: ignore[arg-type]
+    peer_host = f.str("peer_host", listen.rpartition(":")[0])
     config = PartyConfig(
         name=name,
         listen=listen,
-        peer_host=f.str("peer_host", listen.rpartition(":")[0]),
+        peer_host=peer_host,
+        peer_advertise=f.str("peer_advertise", peer_host),
         dealer=f.str("dealer", "dealer"),
         tls=tls,
         signing_key=signing_key,
@@ -142,12 +146,14 @@ def load_party_config(path: Path) -> PartyConfig:
         datasets=datasets,
         policy=policy,
         job_timeout_s=f.float("job_timeout_s", 900.0),
+        connect_timeout_s=f.float("connect_timeout_s", 30.0),
         results_dir=f.path("results_dir", None),
         source=str(path),
     )
     f.done()
-    if config.job_timeout_s <= 0:
-        raise ConfigError(str(path), "must be positive", field="job_timeout_s")
+    for name in ("job_timeout_s", "connect_timeout_s"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(str(path), "must be positive", field=name)
     return config
 
 

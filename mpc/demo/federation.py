@@ -43,6 +43,7 @@ class PartySetup:
     min_contributors_floor: int = 1
     coordinators: Sequence[str] = (COORDINATOR,)
     job_timeout_s: float = 300.0
+    extra: Mapping[str, Any] = field(default_factory=dict)  # more top-level config fields
 
 
 class LocalFederation:
@@ -91,6 +92,7 @@ class LocalFederation:
                            "min_cell_floor": setup.min_cell_floor,
                            "min_contributors_floor": setup.min_contributors_floor,
                            **({"pinned": dict(setup.pinned)} if setup.pinned else {})},
+                **setup.extra,
             }
             path = self.party_config(party)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,20 +144,24 @@ class LocalFederation:
         log = self.service_logs / f"{name}.log"
         return log.stat().st_size if log.exists() else 0
 
-    def start_dealer(self) -> None:
-        self._offsets[DEALER] = self._log_size(DEALER)
-        self._spawn(DEALER, ["dealer", "--config", str(self.dealer_config)])
-        self._wait_listening(DEALER)
+    def _command(self, name: str) -> list[str]:
+        if name == DEALER:
+            return ["dealer", "--config", str(self.dealer_config)]
+        return ["worker", "--config", str(self.party_config(name))]
+
+    def start_services(self, names: Sequence[str]) -> None:
+        """Start services in parallel; return when every one is listening."""
+        for name in names:
+            self._offsets[name] = self._log_size(name)
+            self._spawn(name, self._command(name))
+        for name in names:
+            self._wait_listening(name)
 
     def start_worker(self, party: str) -> None:
-        self._offsets[party] = self._log_size(party)
-        self._spawn(party, ["worker", "--config", str(self.party_config(party))])
-        self._wait_listening(party)
+        self.start_services([party])
 
     def start(self) -> LocalFederation:
-        self.start_dealer()
-        for party in self.parties:
-            self.start_worker(party)
+        self.start_services([DEALER, *self.parties])
         return self
 
     def kill(self, name: str) -> None:

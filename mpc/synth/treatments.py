@@ -24,10 +24,11 @@ COLUMNS = ("pseudonym", "product", "indication", "line", "cycles")
 
 _PRODUCT_P = (0.45, 0.35, 0.20)
 # P(indication | product), rows in PRODUCTS order, columns in INDICATIONS order. Rare
-# links (osimertinib in SCLC) give cells that only a few hospitals fill.
+# links (osimertinib in SCLC, off-label use in trials) give cells that only a few
+# hospitals fill, which disclosure control must suppress.
 _INDICATION_P = np.array([
-    [0.95, 0.05, 0.00, 0.00, 0.00],  # osimertinib: EGFR-mutant NSCLC
-    [0.60, 0.40, 0.00, 0.00, 0.00],  # durvalumab: NSCLC, extensive-stage SCLC
+    [0.945, 0.05, 0.005, 0.00, 0.00],  # osimertinib: EGFR-mutant NSCLC
+    [0.595, 0.40, 0.00, 0.00, 0.005],  # durvalumab: NSCLC, extensive-stage SCLC
     [0.00, 0.00, 0.35, 0.45, 0.20],  # olaparib: BRCA-mutant breast, ovarian, prostate
 ])
 _FIRST_LINE_P = (0.60, 0.30, 0.10)

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import torch
 
-from mpc.errors import PeerAbort, ProtocolAbort, TransportError
+from mpc.errors import PeerAbort, PeerUnreachable, ProtocolAbort, TransportError
 from mpc.proto import peer_pb2, peer_pb2_grpc
 from mpc.transport import codec
 from mpc.transport.tls import (
@@ -92,6 +92,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         identity: TlsIdentity,
         host: str = "127.0.0.1",
         *,
+        advertise_host: str | None = None,
         recv_timeout_s: float = 300.0,
         observers: Sequence[Observer] = (),
     ) -> None:
@@ -100,6 +101,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         self.parties = list(parties)
         self.identity = identity
         self.host = host
+        self.advertise_host = advertise_host or host
         self.recv_timeout_s = recv_timeout_s
         self.observers = list(observers)
         self.peers = [r for r in range(len(parties)) if r != rank]
@@ -129,7 +131,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         bound = bind_server(server, self.identity, f"{self.host}:{port}")
         server.start()
         self._server = server
-        return f"{self.host}:{bound}"
+        return f"{self.advertise_host}:{bound}"
 
     def connect(self, endpoints: Mapping[int, str], timeout_s: float = 60.0) -> None:
         """Dial every higher-ranked peer; wait until every lower-ranked peer dialled us."""
@@ -139,8 +141,10 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
                     raise TransportError(f"no address for party {self.parties[r]}")
                 self._dial(r, endpoints[r])
         deadline = time.monotonic() + timeout_s
-        for r in self.peers:
+        for r in sorted(self.peers, reverse=True):  # the peers we dial first
             if not self._joined[r].wait(max(0.0, deadline - time.monotonic())):
+                if r > self.rank:
+                    raise PeerUnreachable(self.parties[r], endpoints[r], self.parties[self.rank])
                 raise TransportError(
                     f"party {self.parties[r]} did not connect within {timeout_s:.0f} s"
                 )

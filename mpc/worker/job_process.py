@@ -30,6 +30,7 @@ from mpc.errors import (
     EngineError,
     MpcError,
     PeerAbort,
+    PeerUnreachable,
     PolicyRefused,
     ProtocolAbort,
     TransportError,
@@ -51,7 +52,8 @@ class StartOrder:
 
 def failure_code(exc: BaseException) -> str:
     for cls, code in ((PolicyRefused, "POLICY"), (DataError, "DATA"), (ConfigError, "CONFIG"),
-                      (PeerAbort, "PEER"), (TransportError, "TRANSPORT"),
+                      (PeerAbort, "PEER"), (PeerUnreachable, "UNREACHABLE"),
+                      (TransportError, "TRANSPORT"),
                       (DealerError, "DEALER"), (ProtocolAbort, "PROTOCOL"),
                       (EngineError, "ENGINE")):
         if isinstance(exc, cls):
@@ -101,7 +103,7 @@ def run_job(conn: Connection, config: PartyConfig, spec_bytes: bytes, job_id: st
     except BaseException as exc:  # report every failure; the worker decides what to do
         if not isinstance(exc, MpcError):
             log.error("job failed:\n%s", traceback.format_exc())
-        party = exc.party if isinstance(exc, PeerAbort) else config.name
+        party = exc.party if isinstance(exc, PeerAbort | PeerUnreachable) else config.name
         reason = str(exc) if isinstance(exc, MpcError) else f"internal error ({type(exc).__name__})"
         if control.mesh is not None:
             control.mesh.abort(reason if party == config.name else f"{party}: {exc}")
@@ -124,7 +126,7 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
     identity = TlsIdentity.load(config.tls, expected_name=config.name, source=config.source)
     recorder = recorder_from_env(config.name)
     mesh = PeerMesh(job_id, rank, spec.parties, identity, config.peer_host,
-                    recv_timeout_s=config.job_timeout_s,
+                    advertise_host=config.peer_advertise, recv_timeout_s=config.job_timeout_s,
                     observers=[recorder] if recorder else [])
     control.mesh = mesh
     my_floors = floors(config)
@@ -154,7 +156,7 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
     from mpc.protocols.aggregate import aggregate
     from mpc.report.table import ReleasedTable, reconstruct, write_result
 
-    mesh.connect(order.endpoints, timeout_s=60.0)
+    mesh.connect(order.endpoints, timeout_s=config.connect_timeout_s)
     dealer = DealerClient(identity, order.dealer_address, config.dealer, job_id)
     try:
         seed = dealer.join(spec.sha256, spec.parties, rank)

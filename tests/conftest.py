@@ -1,0 +1,67 @@
+"""Fixtures: generated data and real federations (separate processes, mutual TLS, loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mpc.config.federation import load_federation
+from mpc.config.spec import parse_spec
+from mpc.demo import LocalFederation, PartySetup
+from mpc.runner.coordinator import Coordinator, JobOutcome
+from mpc.synth import generate_treatments
+from mpc.transport.tls import TlsIdentity
+
+FIVE = ["hospital_a", "hospital_b", "hospital_c", "hospital_d", "hospital_e"]
+
+
+class Harness:
+    """A running federation plus a coordinator to submit jobs to it."""
+
+    def __init__(self, fed: LocalFederation, files: Mapping[str, Path]) -> None:
+        self.fed = fed
+        self.files = dict(files)
+        self.federation = load_federation(fed.federation_file)
+        assert self.federation.coordinator_tls is not None
+        self.identity = TlsIdentity.load(self.federation.coordinator_tls)
+        self.phases: list[tuple[str, str]] = []
+
+    def run(self, spec_bytes: bytes, timeout_s: float = 180.0, progress: Any = None
+            ) -> JobOutcome:
+        def record(party: str, phase: str, detail: str) -> None:
+            self.phases.append((party, phase))
+            if progress is not None:
+                progress(party, phase, detail)
+
+        coordinator = Coordinator(self.federation, self.identity, record, timeout_s=timeout_s)
+        return coordinator.run(parse_spec(spec_bytes))
+
+
+def start_federation(root: Path, files: Mapping[str, Path], usecases: list[str],
+                     env: Mapping[str, str] | None = None,
+                     setups: Mapping[str, PartySetup] | None = None) -> LocalFederation:
+    setups = dict(setups or {})
+    for party, path in files.items():
+        setups.setdefault(party, PartySetup({"treatments": {"path": str(path)}}, usecases))
+    return LocalFederation(root, setups, env=env).start()
+
+
+@pytest.fixture(scope="session")
+def five_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Five hospitals of different sizes with shared patients and some small cells."""
+    return generate_treatments(tmp_path_factory.mktemp("data5"), FIVE, patients_per_party=400,
+                               seed=11)
+
+
+@pytest.fixture(scope="module")
+def federation5(tmp_path_factory: pytest.TempPathFactory,
+                five_files: dict[str, Path]) -> Iterator[Harness]:
+    fed = start_federation(tmp_path_factory.mktemp("fed5"), five_files,
+                           ["product-use", "product-use-3"])
+    try:
+        yield Harness(fed, five_files)
+    finally:
+        fed.stop()

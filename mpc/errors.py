@@ -47,7 +47,13 @@ class TransportError(MpcError):
     """A channel to a peer, the dealer or a worker failed or timed out."""
 
 
-class PeerAbort(TransportError):
+class PeerFault(TransportError):
+    """Something went wrong at or with a peer; `party` names that peer."""
+
+    party: str
+
+
+class PeerAbort(PeerFault):
     """A peer told us it aborted the job."""
 
     def __init__(self, party: str, reason: str) -> None:
@@ -56,13 +62,21 @@ class PeerAbort(TransportError):
         super().__init__(f"{party} aborted the job: {reason}")
 
 
-class PeerUnreachable(TransportError):
-    """This party could not reach a peer's job endpoint: the fault lies with the peer."""
+class PeerUnreachable(PeerFault):
+    """This party could not reach a peer's job endpoint."""
 
     def __init__(self, party: str, address: str, reporter: str) -> None:
         self.party = party
         self.address = address
         super().__init__(f"{reporter} cannot reach the job endpoint of {party} at {address}")
+
+
+class PeerLost(PeerFault):
+    """An established channel to a peer broke (the peer crashed or the network failed)."""
+
+    def __init__(self, party: str, reporter: str, detail: str = "") -> None:
+        self.party = party
+        super().__init__(f"{reporter} lost the connection to {party}{detail}")
 
 
 class ProtocolAbort(MpcError):
@@ -84,7 +98,8 @@ class AuditError(MpcError):
 class JobFailed(MpcError):
     """A job failed; `party` names where it failed first (None: the coordinator)."""
 
-    def __init__(self, party: str | None, cause: str) -> None:
+    def __init__(self, party: str | None, cause: str, job_id: str = "") -> None:
         self.party = party
         self.cause = cause
+        self.job_id = job_id
         super().__init__(f"{party}: {cause}" if party else cause)

@@ -95,7 +95,8 @@ class Coordinator:
             rules = self._prepare(spec, parties, events, job_id)
             self._start(spec, parties, events, job_id, rules)
             shares = self._gather(spec, parties, events, job_id)
-        except JobFailed:
+        except JobFailed as exc:
+            exc.job_id = job_id
             self._abort_all(parties, job_id, "the job failed at another party")
             raise
         finally:
@@ -131,8 +132,7 @@ class Coordinator:
             raise JobFailed(None, f"the job did not finish within {self.timeout_s:.0f} s") \
                 from None
         if isinstance(event, grpc.RpcError):
-            raise self._root_cause(p, f"worker unreachable or gone ({event.code().name}: "
-                                      f"{event.details()})", "TRANSPORT", events)
+            raise self._root_cause(p, _rpc_failure(event), "WORKER", events)
         if event.phase == Event.FAILED:
             f = event.failure
             raise self._root_cause(p, f.message, f.code, events, origin=f.party)
@@ -153,8 +153,7 @@ class Coordinator:
                 except queue.Empty:
                     continue
                 if isinstance(event, grpc.RpcError):
-                    failures.append((q.name, "TRANSPORT",
-                                     f"worker unreachable or gone ({event.code().name})"))
+                    failures.append((q.name, "WORKER", _rpc_failure(event)))
                 elif event.phase == Event.FAILED:
                     failures.append((event.failure.party or q.name, event.failure.code,
                                      event.failure.message))
@@ -219,6 +218,14 @@ class Coordinator:
                 p.stub.Abort(worker_pb2.AbortRequest(job_id=job_id, reason=reason), timeout=5)
             except grpc.RpcError:
                 pass  # unreachable workers abort on their own when the stream drops
+
+
+def _rpc_failure(exc: grpc.RpcError) -> str:
+    code = exc.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN):
+        return f"its worker is unreachable or gone ({code.name}: {exc.details()})"
+    return f"its worker refused the request ({code.name}: {exc.details()})"
 
 
 def _tensor(msg: Any, party: str) -> torch.Tensor:

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import torch
 
-from mpc.errors import PeerAbort, PeerUnreachable, ProtocolAbort, TransportError
+from mpc.errors import PeerAbort, PeerLost, PeerUnreachable, ProtocolAbort, TransportError
 from mpc.proto import peer_pb2, peer_pb2_grpc
 from mpc.transport import codec
 from mpc.transport.tls import (
@@ -112,11 +112,14 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         self._send_seq = dict.fromkeys(self.peers, 0)
         self._recv_seq = dict.fromkeys(self.peers, 0)
         self._partial: dict[int, _Inbound | None] = dict.fromkeys(self.peers)
-        self._joined = {r: threading.Event() for r in self.peers}
+        # _linked[r] is set when the stream with r is up, or when trying failed;
+        # _up[r] says which of the two.
+        self._linked = {r: threading.Event() for r in self.peers}
+        self._up = dict.fromkeys(self.peers, False)
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
-        self._calls: list[Any] = []
+        self._calls: list[tuple[int, Any]] = []
         self._closing = False
 
     # ---- set-up -------------------------------------------------------------------------
@@ -142,7 +145,8 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
                 self._dial(r, endpoints[r])
         deadline = time.monotonic() + timeout_s
         for r in sorted(self.peers, reverse=True):  # the peers we dial first
-            if not self._joined[r].wait(max(0.0, deadline - time.monotonic())):
+            self._linked[r].wait(max(0.0, deadline - time.monotonic()))
+            if not self._up[r]:
                 if r > self.rank:
                     raise PeerUnreachable(self.parties[r], endpoints[r], self.parties[self.rank])
                 raise TransportError(
@@ -155,7 +159,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         stub = peer_pb2_grpc.PeerExchangeStub(channel)
         hello = Frame(kind=Frame.HELLO, job_id=self.job_id, sender=self.rank)
         call = stub.Exchange(self._outgoing(r, first=hello), wait_for_ready=True)
-        self._calls.append(call)
+        self._calls.append((r, call))
         threading.Thread(target=self._read, args=(r, call), daemon=True,
                          name=f"peer-read-{r}").start()
 
@@ -177,14 +181,15 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         elif caller.role != "party" or caller.name != self.parties[r]:
             problem = (f"certificate of {caller.name!r} ({caller.role}) does not belong to "
                        f"party {self.parties[r]!r} of this job")
-        elif self._joined[r].is_set():
+        elif self._up[r]:
             problem = f"party {self.parties[r]} is already connected"
         if problem:
             log.warning("refused peer stream from %s: %s", caller.name, problem)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
         threading.Thread(target=self._read, args=(r, request_iterator), daemon=True,
                          name=f"peer-read-{r}").start()
-        self._joined[r].set()
+        self._up[r] = True
+        self._linked[r].set()
         # Acknowledge, so the dialling side knows the stream is up.
         ack = Frame(kind=Frame.HELLO, job_id=self.job_id, sender=self.rank)
         yield from self._outgoing(r, first=ack)
@@ -244,7 +249,8 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
                 if frame.kind == Frame.HELLO:
                     if frame.job_id != self.job_id or frame.sender != r:
                         raise ProtocolAbort(f"party {name} answered for another job or rank")
-                    self._joined[r].set()
+                    self._up[r] = True
+                    self._linked[r].set()
                     continue
                 if frame.kind == Frame.ABORT:
                     inbox.put(PeerAbort(name, frame.reason or "no reason given"))
@@ -256,16 +262,16 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
                 if message is not None:
                     inbox.put(message)
             if not self._closing:
-                inbox.put(TransportError(f"party {name} ended the channel"))
+                inbox.put(PeerLost(name, self.parties[self.rank], " (channel ended)"))
         except grpc.RpcError as exc:
             if not self._closing:
-                inbox.put(TransportError(f"lost the connection to party {name}{_status(exc)}"))
+                inbox.put(PeerLost(name, self.parties[self.rank], _status(exc)))
         except ProtocolAbort as exc:
             inbox.put(exc)
         except Exception as exc:  # a reader thread must never die silently
             inbox.put(TransportError(f"channel to party {name} failed: {exc}"))
         finally:
-            self._joined[r].set()  # wake connect() so it reports the failure
+            self._linked[r].set()  # wake connect(): if the stream never came up, it fails
 
     def _assemble(self, r: int, frame: Frame) -> tuple[int, Any, str, int] | None:
         name = self.parties[r]
@@ -339,10 +345,11 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         for r in self.peers:
             self._outbox[r].put(_CLOSE)
         deadline = time.monotonic() + grace_s
-        for call in self._calls:
-            # The dialled stream ends when our side's iterator returns and the peer
-            # finishes; waiting lets the last frames (e.g. release shares) drain.
-            while not call.done() and time.monotonic() < deadline:
+        for r, call in self._calls:
+            # A dialled stream ends when our side's iterator returns and the peer
+            # finishes; waiting lets the last frames drain. A stream that never came
+            # up has nothing to drain.
+            while self._up[r] and not call.done() and time.monotonic() < deadline:
                 time.sleep(0.01)
             call.cancel()
         for ch in self._channels:

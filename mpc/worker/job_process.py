@@ -30,6 +30,8 @@ from mpc.errors import (
     EngineError,
     MpcError,
     PeerAbort,
+    PeerFault,
+    PeerLost,
     PeerUnreachable,
     PolicyRefused,
     ProtocolAbort,
@@ -52,7 +54,7 @@ class StartOrder:
 
 def failure_code(exc: BaseException) -> str:
     for cls, code in ((PolicyRefused, "POLICY"), (DataError, "DATA"), (ConfigError, "CONFIG"),
-                      (PeerAbort, "PEER"), (PeerUnreachable, "UNREACHABLE"),
+                      (PeerAbort, "PEER"), (PeerUnreachable, "UNREACHABLE"), (PeerLost, "LOST"),
                       (TransportError, "TRANSPORT"),
                       (DealerError, "DEALER"), (ProtocolAbort, "PROTOCOL"),
                       (EngineError, "ENGINE")):
@@ -103,11 +105,13 @@ def run_job(conn: Connection, config: PartyConfig, spec_bytes: bytes, job_id: st
     except BaseException as exc:  # report every failure; the worker decides what to do
         if not isinstance(exc, MpcError):
             log.error("job failed:\n%s", traceback.format_exc())
-        party = exc.party if isinstance(exc, PeerAbort | PeerUnreachable) else config.name
+        party = exc.party if isinstance(exc, PeerFault) else config.name
         reason = str(exc) if isinstance(exc, MpcError) else f"internal error ({type(exc).__name__})"
+        log.warning("job failed (%s): %s", failure_code(exc), exc)
+        # Report first, then tear down: closing channels to a dead peer can take seconds.
+        control.emit("failed", code=failure_code(exc), party=party, message=reason)
         if control.mesh is not None:
             control.mesh.abort(reason if party == config.name else f"{party}: {exc}")
-        control.emit("failed", code=failure_code(exc), party=party, message=reason)
     finally:
         time.sleep(0.05)  # let the pipe flush before the process exits
 
@@ -140,11 +144,9 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
             my_floors.min_cell, my_floors.min_contributors)):
         raise PolicyRefused(config.name, "the coordinator's disclosure rules are weaker than "
                                          "the spec with this party's floors")
-    try:
-        _compute(control, config, spec, job_id, rank, identity, mesh, order, table, coordinator,
-                 recorder)
-    finally:
-        mesh.close()
+    _compute(control, config, spec, job_id, rank, identity, mesh, order, table, coordinator,
+             recorder)
+    mesh.close()
 
 
 def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str, rank: int,
@@ -156,7 +158,9 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
     from mpc.protocols.aggregate import aggregate
     from mpc.report.table import ReleasedTable, reconstruct, write_result
 
+    log.info("connecting to %d peers", len(order.endpoints) - 1)
     mesh.connect(order.endpoints, timeout_s=config.connect_timeout_s)
+    log.info("peer channels up")
     dealer = DealerClient(identity, order.dealer_address, config.dealer, job_id)
     try:
         seed = dealer.join(spec.sha256, spec.parties, rank)

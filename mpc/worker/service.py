@@ -9,6 +9,7 @@ the worker keeps serving.
 
 from __future__ import annotations
 
+import collections
 import logging
 import multiprocessing as mp
 import queue
@@ -33,7 +34,7 @@ from mpc.worker.policy import approve
 
 log = logging.getLogger(__name__)
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-MAX_SPEC_BYTES = 256 * 1024
+MAX_SPEC_BYTES = 4 * 1024 * 1024
 Event = worker_pb2.JobEvent
 PHASES = {
     "accepted": Event.ACCEPTED, "local_table": Event.LOCAL_TABLE, "ready": Event.READY,
@@ -61,7 +62,8 @@ class JobHandle:
     conn: Any
     events: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     started: float = field(default_factory=time.monotonic)
-    finished: bool = False
+    abort_reason: str | None = None  # set when the job must end before it finished
+    audited: bool = False  # its end (done, failed or aborted) is in the audit log
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send(self, kind: str, payload: Any) -> bool:
@@ -92,6 +94,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.config = config
         self.audit = audit
         self.jobs: dict[str, JobHandle] = {}
+        self._aborted: collections.deque[str] = collections.deque(maxlen=1024)
         self._lock = threading.Lock()
         self._mp = mp.get_context("spawn")  # never fork a process that runs gRPC
 
@@ -118,8 +121,12 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.audit.append("policy_decision", job=job_id, approved=True, usecase=spec.name,
                           spec_sha256=spec.sha256)
         with self._lock:
-            if job_id in self.jobs:
-                context.abort(grpc.StatusCode.ALREADY_EXISTS, f"job {job_id} already exists")
+            if job_id in self.jobs or job_id in self._aborted:
+                reason = "the job was already aborted" if job_id in self._aborted else \
+                    "a job with this id exists"
+                self.audit.append("job_aborted", job=job_id, code="ABORTED", reason=reason)
+                yield self._failure(job_id, "ABORTED", reason)
+                return
             parent, child = self._mp.Pipe()
             process = self._mp.Process(target=run_job, name=f"job-{job_id[:8]}", daemon=True,
                                        args=(child, self.config, request.spec_toml, job_id,
@@ -130,22 +137,31 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             self.jobs[job_id] = handle
         threading.Thread(target=handle.pump, daemon=True, name=f"pump-{job_id[:8]}").start()
         log.info("job %s (%s) accepted from %s", job_id, spec.name, coordinator)
-        yield Event(job_id=job_id, party=self.config.name, phase=Event.ACCEPTED)
+        # Whatever ends this stream (job end, abort, a coordinator that hangs up while
+        # we yield), the finally clause ends the job process and audits how it ended.
+        unfinished = "the coordinator went away"
         try:
-            yield from self._relay(handle, context)
+            yield Event(job_id=job_id, party=self.config.name, phase=Event.ACCEPTED)
+            unfinished = None
+            for event in self._relay(handle, context):
+                yield event
         finally:
-            self._finish(handle)
+            self._finish(handle, unfinished or handle.abort_reason)
 
     def _relay(self, handle: JobHandle, context: grpc.ServicerContext) -> Iterator[Event]:
+        """The job's events until it ends; sets handle.abort_reason if it did not end itself."""
         deadline = handle.started + self.config.job_timeout_s
         while True:
+            if handle.abort_reason is not None:
+                return
             if not context.is_active():
-                self._abort(handle, "the coordinator went away")
+                handle.abort_reason = "the coordinator went away"
                 return
             if time.monotonic() > deadline:
-                self._abort(handle, f"time limit of {self.config.job_timeout_s:.0f} s exceeded")
-                yield self._failure(handle.job_id, "TIMEOUT", "the job exceeded the worker's "
-                                    f"time limit of {self.config.job_timeout_s:.0f} s")
+                limit = f"{self.config.job_timeout_s:.0f} s"
+                handle.abort_reason = f"time limit of {limit} exceeded"
+                yield self._failure(handle.job_id, "TIMEOUT",
+                                    f"the job exceeded the worker's time limit of {limit}")
                 return
             try:
                 event = handle.events.get(timeout=0.2)
@@ -153,16 +169,19 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 continue
             phase = event["phase"]
             if phase == "exited":
-                yield self._failure(handle.job_id, "INTERNAL", "the job process ended unexpectedly")
+                handle.abort_reason = "the job process ended unexpectedly"
+                yield self._failure(handle.job_id, "INTERNAL", handle.abort_reason)
                 return
             yield self._event(handle.job_id, event)
-            if phase in ("done", "failed"):
-                if phase == "failed":
-                    self.audit.append("job_aborted", job=handle.job_id, code=event["code"],
-                                      reason=event["message"])
-                else:
-                    self.audit.append("job_end", job=handle.job_id,
-                                      dealer_requests=event.get("requests", 0))
+            if phase == "failed":
+                self.audit.append("job_aborted", job=handle.job_id, code=event["code"],
+                                  reason=event["message"])
+                handle.audited = True
+                return
+            if phase == "done":
+                self.audit.append("job_end", job=handle.job_id,
+                                  dealer_requests=event.get("requests", 0))
+                handle.audited = True
                 return
 
     def _event(self, job_id: str, event: dict[str, Any]) -> Event:
@@ -201,25 +220,27 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     def Abort(self, request: worker_pb2.AbortRequest, context: grpc.ServicerContext
               ) -> worker_pb2.AbortReply:  # noqa: N802
         caller = require_peer(context, ["coordinator"]).name
-        handle = self.jobs.get(request.job_id)
-        if handle is not None and handle.coordinator == caller:
-            self._abort(handle, request.reason or "aborted by the coordinator")
+        reason = request.reason or "aborted by the coordinator"
+        with self._lock:
+            handle = self.jobs.get(request.job_id)
+            if handle is None:
+                # The abort may overtake the submission: refuse the job if it arrives later.
+                self._aborted.append(request.job_id)
+                return worker_pb2.AbortReply()
+        if handle.coordinator == caller and handle.abort_reason is None:
+            log.warning("aborting job %s: %s", handle.job_id, reason)
+            handle.abort_reason = reason
+            handle.send("abort", reason)
         return worker_pb2.AbortReply()
 
-    def _abort(self, handle: JobHandle, reason: str) -> None:
-        with handle.lock:
-            if handle.finished:
-                return
-        log.warning("aborting job %s: %s", handle.job_id, reason)
-        self.audit.append("job_aborted", job=handle.job_id, code="ABORTED", reason=reason)
-        handle.send("abort", reason)
-        threading.Thread(target=self._finish, args=(handle,), daemon=True).start()
-
-    def _finish(self, handle: JobHandle) -> None:
-        with handle.lock:
-            if handle.finished:
-                return
-            handle.finished = True
+    def _finish(self, handle: JobHandle, abort_reason: str | None) -> None:
+        """End the job process (asking it to abort first if it has not ended) and audit."""
+        if abort_reason is not None and not handle.audited:
+            log.warning("job %s aborted: %s", handle.job_id, abort_reason)
+            self.audit.append("job_aborted", job=handle.job_id, code="ABORTED",
+                              reason=abort_reason)
+            handle.audited = True
+            handle.send("abort", abort_reason)
         handle.kill()
         handle.conn.close()
         with self._lock:

@@ -1,0 +1,169 @@
+"""A job that fails anywhere aborts everywhere, names the party and the cause, releases
+nothing, and every worker serves the next job."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpc.demo import PartySetup
+from mpc.errors import JobFailed
+from tests.conftest import Harness, start_federation
+from tests.helpers import spec_text
+
+PARTIES = ["hospital_a", "hospital_b", "hospital_c"]
+BUCKETS = [str(i) for i in range(40_000)]  # a table large enough to kill a job mid-way
+BIG = {"bucket": BUCKETS}
+
+
+def write_buckets(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["bucket"])
+        writer.writerows([b] for b in rng.choice(len(BUCKETS), size=20_000).astype(str))
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    root = tmp_path_factory.mktemp("faults")
+    from mpc.synth import generate_treatments
+
+    files = generate_treatments(root / "data", PARTIES, patients_per_party=300, seed=3)
+    setups = {}
+    for i, party in enumerate(PARTIES):
+        datasets = {"treatments": {"path": str(files[party])},
+                    "buckets": {"path": str(root / "data" / party / "buckets.csv")}}
+        write_buckets(root / "data" / party / "buckets.csv", seed=i)
+        if party == "hospital_c":  # a broken export: the 'line' column is missing
+            broken = root / "data" / party / "broken.csv"
+            with files[party].open() as src, broken.open("w") as dst:
+                for row in csv.reader(src):
+                    dst.write(",".join(row[:3] + row[4:]) + "\n")
+            datasets["broken"] = {"path": str(broken)}
+        else:
+            datasets["broken"] = {"path": str(files[party])}
+        usecases = ["product-use", "big", "broken-use"]
+        if party != "hospital_b":
+            usecases.append("not-for-b")
+        setups[party] = PartySetup(datasets, usecases, job_timeout_s=120)
+    fed = start_federation(root / "fed", files, [], setups=setups)
+    try:
+        yield Harness(fed, files)
+    finally:
+        fed.stop()
+
+
+def audit_events(harness: Harness, party: str, job_id: str) -> list[dict]:
+    path = harness.fed.logs / f"{party}.jsonl"
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    return [e for e in entries if e.get("job") == job_id]
+
+
+def assert_aborted_everywhere(harness: Harness, job_id: str, skip: tuple[str, ...] = ()) -> None:
+    """Every (surviving) worker recorded the job's end as an abort or a refusal."""
+    deadline = time.monotonic() + 15
+    for party in PARTIES:
+        if party in skip:
+            continue
+        while True:
+            events = {e["event"] for e in audit_events(harness, party, job_id)}
+            refused = any(e["event"] == "policy_decision" and not e["approved"]
+                          for e in audit_events(harness, party, job_id))
+            if "job_aborted" in events or refused:
+                break
+            assert time.monotonic() < deadline, f"{party} never recorded the abort: {events}"
+            time.sleep(0.2)
+        assert "job_end" not in events
+    # Nothing was released anywhere: no result files at any party.
+    assert not list((harness.fed.root / "results").rglob("result.*"))
+
+
+def assert_next_job_succeeds(harness: Harness) -> None:
+    outcome = harness.run(spec_text("product-use", PARTIES, min_cell=5))
+    assert outcome.table is not None and outcome.table.keep.any()
+
+
+def test_policy_refusal_names_party_and_reason(harness: Harness) -> None:
+    with pytest.raises(JobFailed) as failed:
+        harness.run(spec_text("not-for-b", PARTIES))
+    assert failed.value.party == "hospital_b"
+    assert "use case 'not-for-b' is not allowed by its policy" in failed.value.cause
+    assert_aborted_everywhere(harness, failed.value.job_id)
+    assert_next_job_succeeds(harness)
+
+
+def test_missing_column_names_party_dataset_and_column(harness: Harness) -> None:
+    with pytest.raises(JobFailed) as failed:
+        harness.run(spec_text("broken-use", PARTIES, dataset="broken"))
+    assert failed.value.party == "hospital_c"
+    assert "dataset 'broken', column 'line'" in failed.value.cause
+    assert "not found" in failed.value.cause
+    assert_aborted_everywhere(harness, failed.value.job_id)
+    assert_next_job_succeeds(harness)
+
+
+def test_worker_killed_mid_job(harness: Harness) -> None:
+    text = spec_text("big", PARTIES, group_by=["bucket"], categories=BIG, dataset="buckets",
+                     min_cell=2)
+    killed = threading.Event()
+
+    def kill_when_computing(party: str, phase: str, detail: str) -> None:
+        if phase == "disclosure" and not killed.is_set():
+            killed.set()
+            harness.fed.kill("hospital_b")
+
+    with pytest.raises(JobFailed) as failed:
+        harness.run(text, progress=kill_when_computing)
+    assert killed.is_set(), "the job ended before it could be killed"
+    assert failed.value.party == "hospital_b"
+    assert_aborted_everywhere(harness, failed.value.job_id, skip=("hospital_b",))
+    harness.fed.start_worker("hospital_b")  # restarted, it continues its audit chain
+    assert_next_job_succeeds(harness)
+
+
+def test_coordinator_prints_who_failed_and_why(harness: Harness, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(spec_text("not-for-b", PARTIES))
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "mpc", "run", str(spec), "--federation",
+                           str(harness.fed.federation_file), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Job failed at hospital_b" in proc.stdout
+    assert "not allowed by its policy" in proc.stdout
+    assert "nothing was released" in proc.stdout
+    assert not out.exists()
+
+
+def test_unreachable_peer(tmp_path: Path) -> None:
+    from mpc.synth import generate_treatments
+
+    files = generate_treatments(tmp_path / "data", PARTIES, patients_per_party=200, seed=5)
+    setups = {p: PartySetup({"treatments": {"path": str(files[p])}}, ["product-use"],
+                            extra={"connect_timeout_s": 5.0}) for p in PARTIES}
+    # hospital_c tells its peers an address nobody can reach (TEST-NET-1, RFC 5737)
+    setups["hospital_c"].extra = {"connect_timeout_s": 5.0, "peer_advertise": "192.0.2.1"}
+    fed = start_federation(tmp_path / "fed", files, [], setups=setups)
+    try:
+        harness = Harness(fed, files)
+        with pytest.raises(JobFailed) as failed:
+            harness.run(spec_text("product-use", PARTIES))
+        assert failed.value.party == "hospital_c"
+        assert "cannot reach the job endpoint of hospital_c at 192.0.2.1:" in failed.value.cause
+        # The workers keep serving: a job between the two others succeeds.
+        outcome = harness.run(spec_text("product-use", PARTIES[:2], min_cell=5))
+        assert outcome.table is not None
+        assert fed.procs["hospital_c"].poll() is None
+    finally:
+        fed.stop()

@@ -65,10 +65,11 @@ class PeerAbort(PeerFault):
 class PeerUnreachable(PeerFault):
     """This party could not reach a peer's job endpoint."""
 
-    def __init__(self, party: str, address: str, reporter: str) -> None:
+    def __init__(self, party: str, address: str, reporter: str, detail: str = "") -> None:
         self.party = party
         self.address = address
-        super().__init__(f"{reporter} cannot reach the job endpoint of {party} at {address}")
+        super().__init__(
+            f"{reporter} cannot reach the job endpoint of {party} at {address}{detail}")
 
 
 class PeerLost(PeerFault):

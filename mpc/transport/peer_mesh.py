@@ -116,6 +116,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         # _up[r] says which of the two.
         self._linked = {r: threading.Event() for r in self.peers}
         self._up = dict.fromkeys(self.peers, False)
+        self._link_error: dict[int, str] = {}
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
@@ -148,7 +149,8 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
             self._linked[r].wait(max(0.0, deadline - time.monotonic()))
             if not self._up[r]:
                 if r > self.rank:
-                    raise PeerUnreachable(self.parties[r], endpoints[r], self.parties[self.rank])
+                    raise PeerUnreachable(self.parties[r], endpoints[r], self.parties[self.rank],
+                                          self._link_error.get(r, ""))
                 raise TransportError(
                     f"party {self.parties[r]} did not connect within {timeout_s:.0f} s"
                 )
@@ -264,6 +266,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
             if not self._closing:
                 inbox.put(PeerLost(name, self.parties[self.rank], " (channel ended)"))
         except grpc.RpcError as exc:
+            self._link_error[r] = _status(exc)
             if not self._closing:
                 inbox.put(PeerLost(name, self.parties[self.rank], _status(exc)))
         except ProtocolAbort as exc:

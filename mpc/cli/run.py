@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from mpc.config.federation import Federation
+from mpc.config.spec import UseCaseSpec
 from mpc.errors import JobFailed, MpcError
 
 
@@ -31,7 +33,8 @@ def run(
         raise typer.Exit(1)
 
 
-def run_job(fed, use_case, out: Path, console: Console, timeout: float = 900.0) -> bool:  # type: ignore[no-untyped-def]
+def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
+            timeout: float = 900.0) -> bool:
     """Run one job with progress and print the outcome; True if it released its result."""
     from mpc.cli.display import print_released
     from mpc.report.table import write_result

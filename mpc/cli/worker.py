@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -31,8 +32,6 @@ def worker(
     except MpcError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    import os
-
     if os.environ.get(CAPTURE_ENV):
         logging.warning("TEST MODE: every message is recorded to %s", os.environ[CAPTURE_ENV])
     audit.append("service_start", listen=cfg.listen, cert_sha256=identity.fingerprint)

@@ -26,7 +26,6 @@ from mpc.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 _MAX_LOGGED_VALUES = 10
-_MAX_ERROR_TEXT = 200
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 _DUCKDB_INTEGER_TYPES = frozenset(
@@ -101,12 +100,15 @@ def _check_columns(request: TableRequest, available: Sequence[str]) -> None:
                                 column=column)
 
 
-def _first_line(exc: BaseException) -> str:
-    """The engine's message, first line only: later lines may quote source rows."""
+def _engine_error(request: TableRequest, what: str, exc: BaseException) -> DataError:
+    """The error the coordinator sees names the failure's kind only: a database's message
+    can quote data (a value that failed to convert, a line of the file), so the full text
+    goes to this party's own log."""
     orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's exception
-    text = str(orig if orig is not None else exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line if len(line) <= _MAX_ERROR_TEXT else line[: _MAX_ERROR_TEXT - 3] + "..."
+    cause = orig if orig is not None else exc
+    log.warning("party %s, dataset %s: %s: %s", request.party, request.dataset, what, cause)
+    return request.error(f"{what} ({type(cause).__name__}; the engine's message is in "
+                         f"{request.party}'s worker log)")
 
 
 def _to_table(groups: Iterable[tuple[Any, ...]], request: TableRequest) -> LocalTable:
@@ -212,7 +214,7 @@ def _duckdb_groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[
             try:
                 return con.execute(sql).fetchall()
             except duckdb.Error as exc:
-                raise request.error(f"cannot read the file: {_first_line(exc)}") from exc
+                raise _engine_error(request, "cannot read the file", exc) from exc
 
         described = run(f"DESCRIBE SELECT * FROM {_duckdb_source(dataset)}")
         _check_columns(request, [row[0] for row in described])
@@ -263,7 +265,7 @@ def _sql_groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[Any
     except sa_exc.ArgumentError as exc:
         raise request.error("invalid database URL") from exc
     except (sa_exc.NoSuchModuleError, ImportError) as exc:
-        raise request.error(f"cannot load the database driver: {_first_line(exc)}") from exc
+        raise _engine_error(request, "cannot load the database driver", exc) from exc
 
     dialect = engine.dialect
     # SQLite would silently create an empty database file where the configured one is missing.
@@ -284,7 +286,7 @@ def _sql_groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[Any
         try:
             connection = engine.connect()
         except sa_exc.DBAPIError as exc:
-            raise request.error(f"cannot connect to the database: {_first_line(exc)}") from exc
+            raise _engine_error(request, "cannot connect to the database", exc) from exc
         with connection:
             # The raw DB-API cursor: no parameter parsing of the party's query text, and
             # cursor.description carries the driver's type codes.
@@ -295,7 +297,7 @@ def _sql_groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[Any
                         cursor.execute(sql)
                         return [tuple(r) for r in cursor.fetchall()]
                     except dialect.loaded_dbapi.Error as exc:
-                        raise request.error(f"query failed: {_first_line(exc)}") from exc
+                        raise _engine_error(request, "query failed", exc) from exc
 
                 run(f"SELECT * FROM {src} LIMIT 0")
                 description = list(cursor.description or ())

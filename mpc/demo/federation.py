@@ -172,10 +172,10 @@ class LocalFederation:
             proc.wait(timeout=10)
 
     def stop(self) -> None:
-        for name, proc in list(self.procs.items()):
+        for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for name, proc in list(self.procs.items()):
+        for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

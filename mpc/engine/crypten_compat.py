@@ -144,15 +144,12 @@ def install(communicator_cls: type, provider: Any, setup_prng: Callable[[], None
 def stray_rng_bindings() -> list[str]:
     """Modules of CrypTen that still hold CrypTen's own rng functions (should be none)."""
     load_crypten()
-    import crypten.common.rng as original
-
     stray = []
     for name, module in list(sys.modules.items()):
         if not name.startswith("crypten") or module is None:
             continue
         for fn in _RNG_FUNCTIONS:
             bound = getattr(module, fn, None)
-            if bound is not None and bound is not globals()[fn] and \
-                    getattr(bound, "__module__", "") == original.__name__:
+            if getattr(bound, "__module__", "") == "crypten.common.rng":
                 stray.append(f"{name}.{fn}")
     return stray

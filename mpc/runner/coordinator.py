@@ -9,6 +9,7 @@ failed job releases nothing.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -214,10 +215,9 @@ class Coordinator:
 
     def _abort_all(self, parties: list[_Party], job_id: str, reason: str) -> None:
         for p in parties:
-            try:
+            # An unreachable worker aborts on its own when the job's stream drops.
+            with contextlib.suppress(grpc.RpcError):
                 p.stub.Abort(worker_pb2.AbortRequest(job_id=job_id, reason=reason), timeout=5)
-            except grpc.RpcError:
-                pass  # unreachable workers abort on their own when the stream drops
 
 
 def _rpc_failure(exc: grpc.RpcError) -> str:

@@ -20,6 +20,7 @@ comparisons, get_plain_text) run unchanged; `ctx` is the project's MpcContext.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import pickle
 import queue
 import tempfile
@@ -68,6 +69,11 @@ def _party_main(rank: int, parties: list[str], pki: str, job_id: str, dealer_add
             dealer.close()
     except BaseException as exc:  # report, never hang the caller
         outbox.put(("error", rank, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    # Leave at once once the report is flushed: gRPC's threads do not survive a normal
+    # interpreter shutdown gracefully.
+    outbox.close()
+    outbox.join_thread()
+    os._exit(0)
 
 
 class LocalPartiesError(RuntimeError):

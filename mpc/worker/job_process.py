@@ -12,7 +12,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -112,8 +111,10 @@ def run_job(conn: Connection, config: PartyConfig, spec_bytes: bytes, job_id: st
         control.emit("failed", code=failure_code(exc), party=party, message=reason)
         if control.mesh is not None:
             control.mesh.abort(reason if party == config.name else f"{party}: {exc}")
-    finally:
-        time.sleep(0.05)  # let the pipe flush before the process exits
+    # Pipe sends are synchronous, so the worker has every event. Leave now: gRPC's
+    # threads do not take part in a normal interpreter shutdown gracefully.
+    conn.close()
+    os._exit(0)
 
 
 def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,

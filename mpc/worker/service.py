@@ -143,8 +143,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         try:
             yield Event(job_id=job_id, party=self.config.name, phase=Event.ACCEPTED)
             unfinished = None
-            for event in self._relay(handle, context):
-                yield event
+            yield from self._relay(handle, context)
         finally:
             self._finish(handle, unfinished or handle.abort_reason)
 

@@ -71,10 +71,10 @@ def test_certificate_from_another_ca_is_refused(dealer, tmp_path: Path) -> None:
 def test_no_client_certificate_is_refused(dealer) -> None:  # type: ignore[no-untyped-def]
     folder, address = dealer
     creds = grpc.ssl_channel_credentials(root_certificates=(folder / "ca.pem").read_bytes())
-    with grpc.secure_channel(address, creds, options=[("grpc.ssl_target_name_override",
-                                                       "dealer")]) as channel:
-        with pytest.raises(grpc.RpcError) as err:
-            dealer_pb2_grpc.DealerStub(channel).Join(dealer_pb2.JoinRequest(), timeout=10)
+    options = [("grpc.ssl_target_name_override", "dealer")]
+    with grpc.secure_channel(address, creds, options=options) as channel, \
+            pytest.raises(grpc.RpcError) as err:
+        dealer_pb2_grpc.DealerStub(channel).Join(dealer_pb2.JoinRequest(), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 

@@ -1,0 +1,31 @@
+# `make demo` and `make test` are all a new user needs; both install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint protos bench
+
+install: $(VENV)/.installed
+
+# --no-deps: requirements.lock pins the whole tree. crypten's own metadata would pull
+# sklearn, torchvision and a CUDA build of torch (see pyproject.toml).
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+demo: install
+	$(BIN)/mpc demo --out out/demo
+
+lint: install
+	$(BIN)/ruff check mpc tests scripts
+
+test: lint
+	$(BIN)/pytest
+
+protos: install
+	$(BIN)/python scripts/gen_protos.py
+
+bench: install
+	$(BIN)/python scripts/bench_aggregate.py

@@ -16,6 +16,7 @@ party's streams. Parties other than 0 never talk to the dealer after joining.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,27 +54,44 @@ class Request:
         for size in (self.size0, self.size1):
             if any(d < 0 for d in size) or len(size) > 8:
                 raise ValueError(f"invalid shape {size}")
-        try:
-            sizes = [self.size0, self.output_size()]
-            if self.size1:
-                sizes.append(self.size1)
-        except RuntimeError as exc:
-            raise ValueError(f"shapes {self.size0} and {self.size1} do not combine: {exc}") \
-                from None
+        sizes = [self.size0, self.output_size(), self.size1]
         if sum(math.prod(s) for s in sizes) > MAX_ELEMENTS:
             raise ValueError("request too large")
 
     def output_size(self) -> tuple[int, ...]:
         """Shape of the dealer's correction (the last component)."""
-        if self.op == "additive_triple":
-            if self.torch_op == "mul":
-                return tuple(torch.broadcast_shapes(self.size0, self.size1))
-            a = torch.empty(self.size0, device="meta")
-            b = torch.empty(self.size1, device="meta")
-            return tuple(torch.matmul(a, b).shape)
-        if self.op == "binary_triple":
-            return tuple(torch.broadcast_shapes(self.size0, self.size1))
+        if self.op == "additive_triple" and self.torch_op == "matmul":
+            return matmul_shape(self.size0, self.size1)
+        if self.op in ("additive_triple", "binary_triple"):
+            return broadcast_shape(self.size0, self.size1)
         return self.size0
+
+
+# Shapes in plain Python: torch.broadcast_shapes imports torch._refs (and sympy) on first
+# use, which costs every fresh job process about 0.3 s in the middle of its first comparison.
+def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    for x, y in itertools.zip_longest(reversed(a), reversed(b), fillvalue=1):
+        if x != y and 1 not in (x, y):
+            raise ValueError(f"shapes {a} and {b} do not broadcast")
+        out.append(y if x == 1 else x)
+    return tuple(reversed(out))
+
+
+def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """torch.matmul's result shape, for 1-D and (batched) 2-D operands."""
+    if not a or not b:
+        raise ValueError("matmul needs operands of at least one dimension")
+    a2 = (1, *a) if len(a) == 1 else a
+    b2 = (*b, 1) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"shapes {a} and {b} do not combine for matmul")
+    shape = (*broadcast_shape(a2[:-2], b2[:-2]), a2[-2], b2[-1])
+    if len(a) == 1:
+        shape = shape[:-2] + shape[-1:]
+    if len(b) == 1:
+        shape = shape[:-1]
+    return shape
 
 
 def party_stream(seed: bytes, job_id: str, rank: int) -> KeyStream:

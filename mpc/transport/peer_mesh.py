@@ -220,16 +220,16 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
               tag: str) -> None:
         if dst not in self._outbox:
             raise ProtocolAbort(f"rank {self.rank} cannot send to rank {dst}")
-        with self._lock:
-            seq = self._send_seq[dst]
-            self._send_seq[dst] = seq + 1
         nonce = os.urandom(32)
         parts = codec.chunk(data)
         box = self._outbox[dst]
-        for i, part in enumerate(parts):
-            box.put(Frame(kind=kind, seq=seq, chunk=i, chunks=len(parts), data=bytes(part),
-                          dtype=dtype if i == 0 else "", shape=shape if i == 0 else (),
-                          nonce=nonce if i == 0 else b"", tag=tag if i == 0 else ""))
+        with self._lock:  # a message's number and its chunks' order go together
+            seq = self._send_seq[dst]
+            self._send_seq[dst] = seq + 1
+            for i, part in enumerate(parts):
+                box.put(Frame(kind=kind, seq=seq, chunk=i, chunks=len(parts), data=bytes(part),
+                              dtype=dtype if i == 0 else "", shape=shape if i == 0 else (),
+                              nonce=nonce if i == 0 else b"", tag=tag if i == 0 else ""))
         self._notify("sent", dst, tag, seq, nonce, kind, dtype, shape, data)
 
     def _notify(self, direction: str, peer: int, tag: str, seq: int, nonce: bytes, kind: int,

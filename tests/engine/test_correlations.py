@@ -61,9 +61,19 @@ def test_count_wraps_agrees_with_crypten() -> None:
     (Request(0, "additive_triple", (3,), (3,), "conv2d"), "served for"),
     (Request(0, "square", (3,), (3,)), "takes one size"),
     (Request(0, "additive_triple", (3, 4), (5, 6), "matmul"), "do not combine"),
+    (Request(0, "binary_triple", (3, 4), (5, 4)), "do not broadcast"),
     (Request(0, "square", (1 << 14, 1 << 14)), "too large"),
     (Request(-1, "square", (3,)), "start at 0"),
 ])
 def test_requests_outside_the_whitelist_are_refused(req: Request, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         req.validate()
+
+
+@pytest.mark.parametrize("a,b", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
+                                 ((5, 2, 3), (3, 4)), ((5, 1, 2, 3), (7, 3, 4))])
+def test_matmul_and_broadcast_shapes_agree_with_torch(a: tuple, b: tuple) -> None:
+    from mpc.engine.correlations import broadcast_shape, matmul_shape
+
+    assert matmul_shape(a, b) == tuple(torch.matmul(torch.ones(a), torch.ones(b)).shape)
+    assert broadcast_shape((4, 1, 3), (5, 1)) == (4, 5, 3)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
+import grpc
 import typer
-
-from mpc.errors import MpcError
 
 
 def worker(
@@ -16,25 +16,17 @@ def worker(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Serve jobs for this party: local tables next to its data, secret-shared computation."""
-    from mpc.audit.log import AuditLog
-    from mpc.cli.services import serve_until_signal, setup_logging
+    from mpc.cli.services import run_service
     from mpc.config.party import load_party_config
+
+    run_service(lambda: load_party_config(config), "party", "worker", _start, verbose)
+
+
+def _start(cfg: Any, identity: Any, audit: Any) -> tuple[grpc.Server, str]:
     from mpc.transport.capture import ENV as CAPTURE_ENV
-    from mpc.transport.tls import TlsIdentity
     from mpc.worker.service import start_worker
 
-    try:
-        cfg = load_party_config(config)
-        setup_logging(cfg.name, verbose)
-        identity = TlsIdentity.load(cfg.tls, expected_name=cfg.name, source=cfg.source)
-        audit = AuditLog.open(cfg.audit_log, cfg.signing_key, cfg.name, "party")
-        server, port, _ = start_worker(cfg, identity, audit)
-    except MpcError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    server, _, _ = start_worker(cfg, identity, audit)
     if os.environ.get(CAPTURE_ENV):
         logging.warning("TEST MODE: every message is recorded to %s", os.environ[CAPTURE_ENV])
-    audit.append("service_start", listen=cfg.listen, cert_sha256=identity.fingerprint)
-    logging.info("worker %s listening on %s (datasets: %s)", cfg.name, cfg.listen,
-                 ", ".join(cfg.datasets))
-    serve_until_signal(server, lambda: audit.append("service_stop"))
+    return server, f" (datasets: {', '.join(cfg.datasets)})"

@@ -18,9 +18,10 @@ import grpc
 
 from mpc.audit.log import AuditLog
 from mpc.engine.correlations import Request, correction, party_stream
-from mpc.engine.dealer_client import request_from_proto, tensor_chunks
+from mpc.engine.dealer_client import request_from_proto
 from mpc.engine.rng import KeyStream, new_seed
 from mpc.proto import common_pb2, dealer_pb2, dealer_pb2_grpc
+from mpc.transport.messages import tensor_chunks
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
 
 log = logging.getLogger(__name__)

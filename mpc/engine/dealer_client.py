@@ -10,8 +10,8 @@ import torch
 
 from mpc.engine.correlations import Request
 from mpc.errors import DealerError
-from mpc.proto import common_pb2, dealer_pb2, dealer_pb2_grpc
-from mpc.transport import codec
+from mpc.proto import dealer_pb2, dealer_pb2_grpc
+from mpc.transport.messages import tensor_from_chunks
 from mpc.transport.tls import TlsIdentity, secure_channel
 
 OP_TO_PROTO = {
@@ -37,21 +37,6 @@ def request_from_proto(msg: dealer_pb2.CorrelationRequest) -> Request:
         raise ValueError(f"operation {msg.op} is not served")
     return Request(seq=msg.seq, op=PROTO_TO_OP[msg.op], size0=tuple(msg.size0),
                    size1=tuple(msg.size1), torch_op=msg.torch_op)
-
-
-def tensor_chunks(tensor: torch.Tensor) -> list[common_pb2.Tensor]:
-    dtype, shape, data = codec.tensor_bytes(tensor)
-    parts = codec.chunk(data)
-    return [common_pb2.Tensor(dtype=dtype if i == 0 else "", shape=shape if i == 0 else (),
-                              data=bytes(p)) for i, p in enumerate(parts)]
-
-
-def tensor_from_chunks(chunks: Sequence[common_pb2.Tensor], origin: str) -> torch.Tensor:
-    if not chunks:
-        raise DealerError(f"{origin} sent no data")
-    first = chunks[0]
-    return codec.tensor_from_bytes(first.dtype, tuple(first.shape),
-                                   b"".join(c.data for c in chunks), origin=origin)
 
 
 class DealerClient:

@@ -26,7 +26,7 @@ from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec
 from mpc.errors import JobFailed
 from mpc.proto import worker_pb2, worker_pb2_grpc
 from mpc.report.table import ReleasedTable, reconstruct
-from mpc.transport import codec
+from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_from_chunks
 from mpc.transport.tls import TlsIdentity, secure_channel
 
 Event = worker_pb2.JobEvent
@@ -93,9 +93,9 @@ class Coordinator:
                 threading.Thread(target=self._pump, args=(p, call, events), daemon=True).start()
             for p in parties:
                 self._set_phase(p, "submitted")
-            rules = self._prepare(spec, parties, events, job_id)
-            self._start(spec, parties, events, job_id, rules)
-            shares = self._gather(spec, parties, events, job_id)
+            rules = self._prepare(spec, parties, events)
+            self._start(parties, job_id, rules)
+            shares = self._gather(spec, parties, events)
         except JobFailed as exc:
             exc.job_id = job_id
             self._abort_all(parties, job_id, "the job failed at another party")
@@ -165,37 +165,33 @@ class Coordinator:
         party, _, cause = next((f for f in failures if f[1] not in _ECHO_CODES), failures[0])
         return JobFailed(party, cause.removeprefix(f"{party}: "))
 
-    def _prepare(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue,
-                 job_id: str) -> DisclosureRules:
+    def _prepare(self, spec: UseCaseSpec, parties: list[_Party],
+                 events: queue.Queue) -> DisclosureRules:
         deadline = time.monotonic() + self.timeout_s
         while not all(p.endpoint for p in parties):
             p, event = self._next(events, deadline)
             if event.phase == Event.READY:
                 p.endpoint = event.endpoint
-                f = event.floors
-                p.floors = DisclosureRules(f.min_cell, f.suppress_zero, f.min_contributors)
+                p.floors = rules_from_proto(event.floors)
         rules = spec.disclosure
         for p in parties:
             assert p.floors is not None
             rules = rules.with_floors(p.floors.min_cell, p.floors.min_contributors)
         return rules
 
-    def _start(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue, job_id: str,
-               rules: DisclosureRules) -> None:
+    def _start(self, parties: list[_Party], job_id: str, rules: DisclosureRules) -> None:
         order = worker_pb2.StartRequest(
             job_id=job_id, peers={p.rank: p.endpoint for p in parties},
             dealer_address=self.federation.dealer.address,
-            disclosure=worker_pb2.Disclosure(min_cell=rules.min_cell,
-                                             suppress_zero=rules.suppress_zero,
-                                             min_contributors=rules.min_contributors))
+            disclosure=rules_to_proto(rules))
         for p in parties:
             try:
                 p.stub.Start(order, timeout=30)
             except grpc.RpcError as exc:
                 raise JobFailed(p.name, f"could not start the job ({exc.details()})") from None
 
-    def _gather(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue,
-                job_id: str) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+    def _gather(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
         deadline = time.monotonic() + self.timeout_s
         while not all(p.done for p in parties):
             p, event = self._next(events, deadline)
@@ -209,8 +205,8 @@ class Coordinator:
         for p in parties:
             if p.release is None:
                 raise JobFailed(p.name, "finished without sending its release shares")
-            keep.append(_tensor(p.release.keep, p.name))
-            value.append(_tensor(p.release.value, p.name))
+            keep.append(tensor_from_chunks([p.release.keep], f"party {p.name}"))
+            value.append(tensor_from_chunks([p.release.value], f"party {p.name}"))
         return keep, value
 
     def _abort_all(self, parties: list[_Party], job_id: str, reason: str) -> None:
@@ -226,8 +222,3 @@ def _rpc_failure(exc: grpc.RpcError) -> str:
                 grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN):
         return f"its worker is unreachable or gone ({code.name}: {exc.details()})"
     return f"its worker refused the request ({code.name}: {exc.details()})"
-
-
-def _tensor(msg: Any, party: str) -> torch.Tensor:
-    return codec.tensor_from_bytes(msg.dtype, tuple(msg.shape), msg.data,
-                                   origin=f"party {party}")

@@ -25,9 +25,9 @@ import grpc
 
 from mpc.audit.log import AuditLog
 from mpc.config.party import PartyConfig
-from mpc.config.spec import DisclosureRules
 from mpc.errors import PolicyRefused
 from mpc.proto import common_pb2, worker_pb2, worker_pb2_grpc
+from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_to_proto
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
 from mpc.worker.job_process import StartOrder, run_job
 from mpc.worker.policy import approve
@@ -42,16 +42,6 @@ PHASES = {
     "disclosure": Event.DISCLOSURE, "released": Event.RELEASED, "done": Event.DONE,
     "failed": Event.FAILED,
 }
-
-
-def disclosure_proto(rules: DisclosureRules) -> worker_pb2.Disclosure:
-    return worker_pb2.Disclosure(min_cell=rules.min_cell, suppress_zero=rules.suppress_zero,
-                                 min_contributors=rules.min_contributors)
-
-
-def disclosure_from_proto(msg: worker_pb2.Disclosure) -> DisclosureRules:
-    return DisclosureRules(min_cell=msg.min_cell, suppress_zero=msg.suppress_zero,
-                           min_contributors=msg.min_contributors)
 
 
 @dataclass
@@ -189,12 +179,10 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                     detail=str(event.get("detail", "")))
         if phase == "ready":
             msg.endpoint = event["endpoint"]
-            msg.floors.CopyFrom(disclosure_proto(event["floors"]))
+            msg.floors.CopyFrom(rules_to_proto(event["floors"]))
         elif phase == "released":
-            for name in ("keep", "value"):
-                array = event[name]
-                getattr(msg.release, name).CopyFrom(common_pb2.Tensor(
-                    dtype="int64", shape=list(array.shape), data=array.astype("<i8").tobytes()))
+            msg.release.keep.CopyFrom(tensor_to_proto(event["keep"]))
+            msg.release.value.CopyFrom(tensor_to_proto(event["value"]))
         elif phase == "failed":
             msg.failure.CopyFrom(common_pb2.Failure(party=event["party"], code=event["code"],
                                                     message=event["message"]))
@@ -207,7 +195,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if handle is None or handle.coordinator != caller:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id} from {caller}")
         order = StartOrder(endpoints=dict(request.peers), dealer_address=request.dealer_address,
-                           rules=disclosure_from_proto(request.disclosure))
+                           rules=rules_from_proto(request.disclosure))
         self.audit.append("job_start", job=request.job_id, peers=len(order.endpoints),
                           min_cell=order.rules.min_cell,
                           min_contributors=order.rules.min_contributors,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mpc.audit.log import AuditLog
 from mpc.config.federation import load_federation
 from mpc.config.spec import parse_spec
 from mpc.demo import LocalFederation, PartySetup
@@ -27,6 +28,9 @@ class Harness:
         self.federation = load_federation(fed.federation_file)
         assert self.federation.coordinator_tls is not None
         self.identity = TlsIdentity.load(self.federation.coordinator_tls)
+        own = self.federation.own
+        assert own.signing_key is not None and own.audit_log is not None
+        self.audit = AuditLog.open(own.audit_log, own.signing_key, "coordinator", "coordinator")
         self.phases: list[tuple[str, str]] = []
 
     def run(self, spec_bytes: bytes, timeout_s: float = 180.0, progress: Any = None
@@ -36,7 +40,8 @@ class Harness:
             if progress is not None:
                 progress(party, phase, detail)
 
-        coordinator = Coordinator(self.federation, self.identity, record, timeout_s=timeout_s)
+        coordinator = Coordinator(self.federation, self.identity, record, timeout_s=timeout_s,
+                                  audit=self.audit)
         return coordinator.run(parse_spec(spec_bytes))
 
 

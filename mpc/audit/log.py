@@ -2,19 +2,25 @@
 
 Each entry holds the previous entry's hash, so an edit, deletion or reordering
 breaks the chain; each is signed with the member's key, so only the key holder
-can extend it. Entries are flushed and fsynced before the call returns. A
-restarted service continues its chain from the last complete line. Payloads and
-shares are never written: callers pass digests, shapes and counters.
+can extend it. Several processes of one member (a worker and its job processes)
+append to the same file: an exclusive lock around read-tail-append keeps one
+chain, and every batch is flushed and fsynced before the call returns. A torn
+last line (a crash mid-write) is left alone: the verifier reports it as a
+truncated log, and the next entry continues from the last complete one.
+Payloads and shares are never written: callers pass digests, shapes and counters.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import json
 import os
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +30,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mpc.errors import AuditError
 
 GENESIS = "0" * 64
+RESERVED = frozenset({"seq", "time", "member", "role", "event", "prev", "hash", "sig"})
+_TAIL_BYTES = 1 << 16
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
-    """The bytes that are hashed and signed: sorted keys, no whitespace, UTF-8."""
+    """The bytes that are hashed: sorted keys, no whitespace, UTF-8."""
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(body)).hexdigest()
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
@@ -41,6 +53,43 @@ def load_signing_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+@dataclass(frozen=True)
+class Head:
+    """The latest entry of a log: what peers record so a cut-off tail is caught."""
+
+    member: str
+    seq: int
+    hash: str
+    sig: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"member": self.member, "seq": self.seq, "hash": self.hash, "sig": self.sig}
+
+
+def _ends_with_newline(fh: Any) -> bool:
+    fh.seek(-1, os.SEEK_END)
+    return fh.read(1) == b"\n"
+
+
+def _last_complete_line(fh: Any) -> bytes | None:
+    size = fh.seek(0, os.SEEK_END)
+    start = max(0, size - _TAIL_BYTES)
+    while True:
+        fh.seek(start)
+        data = fh.read(size - start)
+        end = data.rfind(b"\n")
+        if end == -1:
+            if start == 0:
+                return None
+            start = max(0, start - _TAIL_BYTES)
+            continue
+        begin = data.rfind(b"\n", 0, end) + 1
+        if begin == 0 and start > 0:
+            start = max(0, start - _TAIL_BYTES)
+            continue
+        return data[begin:end]
+
+
 class AuditLog:
     def __init__(self, path: Path, signing_key: Ed25519PrivateKey, member: str, role: str) -> None:
         self.path = path
@@ -49,21 +98,49 @@ class AuditLog:
         self._key = signing_key
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._seq, self._prev = self._resume()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.close(fd)
 
     @classmethod
     def open(cls, path: Path, signing_key_path: Path, member: str, role: str) -> AuditLog:
         return cls(path, load_signing_key(signing_key_path), member, role)
 
-    def _resume(self) -> tuple[int, str]:
-        """Continue after the last complete entry (a torn final line is left for the auditor)."""
-        if not self.path.exists():
-            return 0, GENESIS
-        last = None
-        with self.path.open("rb") as fh:
-            for line in fh:
-                if line.endswith(b"\n"):
-                    last = line
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        return self.append_many([(event, fields)])[-1]
+
+    def append_many(self, events: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Append entries as one batch: one lock, one write, one fsync."""
+        events = list(events)
+        if not events:
+            return []
+        with self._lock, open(self.path, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # other processes of this member append too
+            try:
+                seq, prev = self._resume(fh)
+                lines, entries = [], []
+                if fh.seek(0, os.SEEK_END) and not _ends_with_newline(fh):
+                    lines.append(b"\n")  # end a torn line (a crash mid-write) where it is
+                for event, fields in events:
+                    if RESERVED & fields.keys():
+                        raise AuditError(f"audit fields {sorted(RESERVED & fields.keys())} "
+                                         "are the log's own")
+                    body = {"seq": seq, "time": round(time.time(), 6), "member": self.member,
+                            "role": self.role, "event": event, "prev": prev, **fields}
+                    digest = entry_hash(body)
+                    sig = base64.b64encode(self._key.sign(bytes.fromhex(digest))).decode()
+                    entry = {**body, "hash": digest, "sig": sig}
+                    entries.append(entry)
+                    lines.append(canonical(entry) + b"\n")
+                    seq, prev = seq + 1, digest
+                fh.write(b"".join(lines))
+                fh.flush()
+                os.fsync(fh.fileno())
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return entries
+
+    def _resume(self, fh: Any) -> tuple[int, str]:
+        last = _last_complete_line(fh)
         if last is None:
             return 0, GENESIS
         try:
@@ -72,21 +149,14 @@ class AuditLog:
         except (ValueError, KeyError) as exc:
             raise AuditError(f"{self.path}: last entry is unreadable ({exc})") from None
 
-    def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        with self._lock:
-            body = {"seq": self._seq, "time": round(time.time(), 6), "member": self.member,
-                    "role": self.role, "event": event, "prev": self._prev, **fields}
-            digest = hashlib.sha256(canonical(body)).hexdigest()
-            signature = base64.b64encode(self._key.sign(bytes.fromhex(digest))).decode()
-            entry = {**body, "hash": digest, "sig": signature}
-            line = json.dumps(entry, sort_keys=True, separators=(",", ":"),
-                              ensure_ascii=False) + "\n"
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    def head(self) -> Head:
+        with self._lock, open(self.path, "rb") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH)
             try:
-                os.write(fd, line.encode())
-                os.fsync(fd)
+                last = _last_complete_line(fh)
             finally:
-                os.close(fd)
-            self._seq += 1
-            self._prev = digest
-            return entry
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        if last is None:
+            raise AuditError(f"{self.path} is empty")
+        entry = json.loads(last)
+        return Head(self.member, int(entry["seq"]), entry["hash"], entry["sig"])

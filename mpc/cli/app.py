@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mpc.cli import certs, dealer, demo, run, synth, worker
+from mpc.cli import audit, certs, dealer, demo, run, synth, worker
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -18,6 +18,7 @@ app.command("dealer")(dealer.dealer)
 app.command("run")(run.run)
 app.command("certs")(certs.certs)
 app.command("synth")(synth.synth)
+app.add_typer(audit.app, name="audit")
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ def demo(
     seed: int = typer.Option(7, help="Seed of the generated data."),
 ) -> None:
     """Run a use case end to end: certificates, dealer, one worker per party, coordinator."""
+    from mpc.audit.verify import verify
     from mpc.cli.run import run_job
     from mpc.config.federation import load_federation
     from mpc.config.spec import load_spec
@@ -70,7 +71,14 @@ def demo(
         console.print(f"[red]error:[/red] could not start the federation: {exc}",
                       highlight=False)
         raise typer.Exit(2) from None
-    if not ok:
+    logs = sorted(federation.logs.glob("*.jsonl"))
+    report = verify(load_federation(federation.federation_file), logs)
+    verdict = "[green]PASS[/green]" if report.ok else "[bold red]FAIL[/bold red]"
+    console.print(f"Audit of {len(logs)} signed logs: {verdict} "
+                  f"({len(report.findings)} findings). An auditor runs:\n"
+                  f"  mpc audit verify --federation {federation.federation_file} "
+                  f"{federation.logs}/*.jsonl")
+    if not report.ok:
+        console.print(report.as_text(), highlight=False, markup=False)
+    if not ok or not report.ok:
         raise typer.Exit(1)
-    console.print(f"Federation file: {federation.federation_file}; audit logs: "
-                  f"{federation.logs}/")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from mpc.audit.log import AuditLog
 from mpc.config.federation import Federation
 from mpc.config.spec import UseCaseSpec
 from mpc.errors import JobFailed, MpcError
@@ -33,6 +34,16 @@ def run(
         raise typer.Exit(1)
 
 
+def coordinator_audit(fed: Federation, console: Console) -> AuditLog | None:
+    """The coordinator's audit log, if its copy of the federation names a signing key."""
+    if fed.own.signing_key is None:
+        console.print(f"[yellow]warning:[/yellow] {fed.source}: [coordinator] has no "
+                      "signing_key, so this coordinator keeps no audit log", highlight=False)
+        return None
+    path = fed.own.audit_log or Path(fed.source).parent / "logs" / f"{fed.coordinator.name}.jsonl"
+    return AuditLog.open(path, fed.own.signing_key, fed.coordinator.name, "coordinator")
+
+
 def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
             timeout: float = 900.0) -> bool:
     """Run one job with progress and print the outcome; True if it released its result."""
@@ -49,8 +60,10 @@ def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
     try:
         identity = TlsIdentity.load(fed.coordinator_tls, expected_name=fed.coordinator.name,
                                     source=fed.source)
+        audit = coordinator_audit(fed, console)
         with Progress(use_case.parties, title=f"job {use_case.name}") as progress:
-            outcome = Coordinator(fed, identity, progress, timeout_s=timeout).run(use_case)
+            outcome = Coordinator(fed, identity, progress, timeout_s=timeout,
+                                  audit=audit).run(use_case)
     except JobFailed as exc:
         where = f" at {exc.party}" if exc.party else ""
         console.print(f"[bold red]Job failed{where}:[/bold red] {exc.cause}", highlight=False)

@@ -101,6 +101,7 @@ class PartyConfig:
     tls: TlsFiles
     signing_key: Path
     audit_log: Path
+    openings: Path  # salts that open this party's commitments; its own, never shared
     datasets: dict[str, DatasetConfig]
     policy: Policy
     job_timeout_s: float = 900.0
@@ -122,6 +123,7 @@ def load_party_config(path: Path) -> PartyConfig:
     audit = f.table("audit")
     assert audit is not None
     audit_log = audit.path("log")
+    openings = audit.path("openings", path.parent / f"{name}.openings.jsonl")
     audit.done()
     datasets_table = f.table("datasets")
     assert datasets_table is not None
@@ -143,6 +145,7 @@ def load_party_config(path: Path) -> PartyConfig:
         tls=tls,
         signing_key=signing_key,
         audit_log=audit_log,
+        openings=openings,
         datasets=datasets,
         policy=policy,
         job_timeout_s=f.float("job_timeout_s", 900.0),

@@ -115,7 +115,7 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                                   f"request {req.seq} differs from the one already served")
             elif req.seq == served:
                 job.served.append(req)
-                self._audit("correlation", job=request.job_id, seq=req.seq, op=req.op,
+                self._audit("correlation", job=request.job_id, request=req.seq, op=req.op,
                             shape=list(req.output_size()))
             else:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,

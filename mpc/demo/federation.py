@@ -20,7 +20,9 @@ from typing import Any
 
 import tomli_w
 
+from mpc.config.federation import inline_public_key
 from mpc.transport.pki import make_dev_pki
+from mpc.transport.tls import cert_info
 
 DEALER = "dealer"
 COORDINATOR = "coordinator"
@@ -105,17 +107,20 @@ class LocalFederation:
             "signing": {"key": str(c / f"{DEALER}.sign.key")},
             "audit": {"log": str((self.logs / f"{DEALER}.jsonl").resolve())},
         }))
+        def public(name: str) -> dict[str, str]:
+            # Inline keys and fingerprints: an auditor needs only this file and the logs.
+            return {"cert": f"certs/{name}.pem",
+                    "cert_sha256": cert_info((c / f"{name}.pem").read_bytes()).fingerprint,
+                    "signing_public_key": inline_public_key(c / f"{name}.sign.pub")}
+
         self.federation_file.write_text(tomli_w.dumps({
             "ca": "certs/ca.pem",
-            "coordinator": {"name": COORDINATOR, "cert": f"certs/{COORDINATOR}.pem",
+            "coordinator": {"name": COORDINATOR, **public(COORDINATOR),
                             "key": f"certs/{COORDINATOR}.key",
-                            "signing_public_key": f"certs/{COORDINATOR}.sign.pub"},
-            "dealer": {"name": DEALER, "address": self.dealer_address,
-                       "cert": f"certs/{DEALER}.pem",
-                       "signing_public_key": f"certs/{DEALER}.sign.pub"},
-            "parties": {p: {"address": self.addresses[p], "cert": f"certs/{p}.pem",
-                            "signing_public_key": f"certs/{p}.sign.pub"}
-                        for p in self.parties},
+                            "signing_key": f"certs/{COORDINATOR}.sign.key",
+                            "audit_log": f"logs/{COORDINATOR}.jsonl"},
+            "dealer": {"name": DEALER, "address": self.dealer_address, **public(DEALER)},
+            "parties": {p: {"address": self.addresses[p], **public(p)} for p in self.parties},
         }))
 
     # ---- processes ----------------------------------------------------------------------

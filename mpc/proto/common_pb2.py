@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mpc/proto/common.proto\x12\tmpc.proto\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"7\n\x07\x46\x61ilure\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mpc/proto/common.proto\x12\tmpc.proto\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"C\n\tAuditHead\x12\x0e\n\x06member\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\t\x12\x0b\n\x03sig\x18\x04 \x01(\t\"7\n\x07\x46\x61ilure\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TENSOR']._serialized_start=37
   _globals['_TENSOR']._serialized_end=89
-  _globals['_FAILURE']._serialized_start=91
-  _globals['_FAILURE']._serialized_end=146
+  _globals['_AUDITHEAD']._serialized_start=91
+  _globals['_AUDITHEAD']._serialized_end=158
+  _globals['_FAILURE']._serialized_start=160
+  _globals['_FAILURE']._serialized_end=215
 # @@protoc_insertion_point(module_scope)

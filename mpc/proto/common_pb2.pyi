@@ -16,6 +16,18 @@ class Tensor(_message.Message):
     data: bytes
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class AuditHead(_message.Message):
+    __slots__ = ("member", "seq", "hash", "sig")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIG_FIELD_NUMBER: _ClassVar[int]
+    member: str
+    seq: int
+    hash: str
+    sig: str
+    def __init__(self, member: _Optional[str] = ..., seq: _Optional[int] = ..., hash: _Optional[str] = ..., sig: _Optional[str] = ...) -> None: ...
+
 class Failure(_message.Message):
     __slots__ = ("party", "code", "message")
     PARTY_FIELD_NUMBER: _ClassVar[int]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mpc/proto/peer.proto\x12\tmpc.proto\"\xaf\x02\n\tPeerFrame\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.mpc.proto.PeerFrame.Kind\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\r\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\r\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\r\n\x05shape\x18\x08 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\t \x01(\x0c\x12\r\n\x05nonce\x18\n \x01(\x0c\x12\x0b\n\x03tag\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\"U\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05HELLO\x10\x01\x12\n\n\x06TENSOR\x10\x02\x12\n\n\x06OBJECT\x10\x03\x12\t\n\x05\x41\x42ORT\x10\x04\x12\t\n\x05\x43LOSE\x10\x05\x32J\n\x0cPeerExchange\x12:\n\x08\x45xchange\x12\x14.mpc.proto.PeerFrame\x1a\x14.mpc.proto.PeerFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mpc/proto/peer.proto\x12\tmpc.proto\"\xc4\x02\n\tPeerFrame\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.mpc.proto.PeerFrame.Kind\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\r\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x06 \x01(\r\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\r\n\x05shape\x18\x08 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\t \x01(\x0c\x12\r\n\x05nonce\x18\n \x01(\x0c\x12\x0b\n\x03tag\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x13\n\x0b\x63\x65rt_sha256\x18\r \x01(\t\"U\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05HELLO\x10\x01\x12\n\n\x06TENSOR\x10\x02\x12\n\n\x06OBJECT\x10\x03\x12\t\n\x05\x41\x42ORT\x10\x04\x12\t\n\x05\x43LOSE\x10\x05\x32J\n\x0cPeerExchange\x12:\n\x08\x45xchange\x12\x14.mpc.proto.PeerFrame\x1a\x14.mpc.proto.PeerFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpc.proto.peer_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PEERFRAME']._serialized_start=36
-  _globals['_PEERFRAME']._serialized_end=339
-  _globals['_PEERFRAME_KIND']._serialized_start=254
-  _globals['_PEERFRAME_KIND']._serialized_end=339
-  _globals['_PEEREXCHANGE']._serialized_start=341
-  _globals['_PEEREXCHANGE']._serialized_end=415
+  _globals['_PEERFRAME']._serialized_end=360
+  _globals['_PEERFRAME_KIND']._serialized_start=275
+  _globals['_PEERFRAME_KIND']._serialized_end=360
+  _globals['_PEEREXCHANGE']._serialized_start=362
+  _globals['_PEEREXCHANGE']._serialized_end=436
 # @@protoc_insertion_point(module_scope)

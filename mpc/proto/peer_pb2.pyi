@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PeerFrame(_message.Message):
-    __slots__ = ("kind", "job_id", "sender", "seq", "chunk", "chunks", "dtype", "shape", "data", "nonce", "tag", "reason")
+    __slots__ = ("kind", "job_id", "sender", "seq", "chunk", "chunks", "dtype", "shape", "data", "nonce", "tag", "reason", "cert_sha256")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[PeerFrame.Kind]
@@ -35,6 +35,7 @@ class PeerFrame(_message.Message):
     NONCE_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CERT_SHA256_FIELD_NUMBER: _ClassVar[int]
     kind: PeerFrame.Kind
     job_id: str
     sender: int
@@ -47,4 +48,5 @@ class PeerFrame(_message.Message):
     nonce: bytes
     tag: str
     reason: str
-    def __init__(self, kind: _Optional[_Union[PeerFrame.Kind, str]] = ..., job_id: _Optional[str] = ..., sender: _Optional[int] = ..., seq: _Optional[int] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., tag: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    cert_sha256: str
+    def __init__(self, kind: _Optional[_Union[PeerFrame.Kind, str]] = ..., job_id: _Optional[str] = ..., sender: _Optional[int] = ..., seq: _Optional[int] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., tag: _Optional[str] = ..., reason: _Optional[str] = ..., cert_sha256: _Optional[str] = ...) -> None: ...

@@ -62,7 +62,7 @@ class AbortReply(_message.Message):
     def __init__(self) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "party", "phase", "endpoint", "floors", "release", "failure", "detail")
+    __slots__ = ("job_id", "party", "phase", "endpoint", "floors", "release", "failure", "detail", "head")
     class Phase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         PHASE_UNSPECIFIED: _ClassVar[JobEvent.Phase]
@@ -95,6 +95,7 @@ class JobEvent(_message.Message):
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     party: str
     phase: JobEvent.Phase
@@ -103,12 +104,15 @@ class JobEvent(_message.Message):
     release: Release
     failure: _common_pb2.Failure
     detail: str
-    def __init__(self, job_id: _Optional[str] = ..., party: _Optional[str] = ..., phase: _Optional[_Union[JobEvent.Phase, str]] = ..., endpoint: _Optional[str] = ..., floors: _Optional[_Union[Disclosure, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., detail: _Optional[str] = ...) -> None: ...
+    head: _common_pb2.AuditHead
+    def __init__(self, job_id: _Optional[str] = ..., party: _Optional[str] = ..., phase: _Optional[_Union[JobEvent.Phase, str]] = ..., endpoint: _Optional[str] = ..., floors: _Optional[_Union[Disclosure, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., failure: _Optional[_Union[_common_pb2.Failure, _Mapping]] = ..., detail: _Optional[str] = ..., head: _Optional[_Union[_common_pb2.AuditHead, _Mapping]] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("keep", "value")
+    __slots__ = ("keep", "value", "nonce")
     KEEP_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
     keep: _common_pb2.Tensor
     value: _common_pb2.Tensor
-    def __init__(self, keep: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., value: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    nonce: bytes
+    def __init__(self, keep: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., value: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., nonce: _Optional[bytes] = ...) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,16 @@ class ReleasedTable:
     def suppressed_cells(self) -> int:
         return int((~self.keep).sum())
 
+    def audit_fields(self) -> dict[str, Any]:
+        """What a recipient records of the release: it is the public output, so the values
+        are logged, letting an auditor check every released cell against the rules."""
+        return {"digest": result_digest(self.keep, self.value),
+                "rules": {"min_cell": self.rules.min_cell,
+                          "suppress_zero": self.rules.suppress_zero,
+                          "min_contributors": self.rules.min_contributors},
+                "values": [int(v) if k else None for k, v in zip(self.keep, self.value,
+                                                                 strict=True)]}
+
     def to_json(self) -> dict[str, Any]:
         spec = self.spec
         return {
@@ -77,6 +88,13 @@ class ReleasedTable:
             "suppressed_cells": self.suppressed_cells,
             "rows": self.rows(),
         }
+
+
+def result_digest(keep: np.ndarray, value: np.ndarray) -> str:
+    """SHA-256 of a released table: every recipient of the same release computes the same."""
+    data = np.ascontiguousarray(keep, dtype="<i8").tobytes() + \
+        np.ascontiguousarray(value, dtype="<i8").tobytes()
+    return hashlib.sha256(b"mpc-health/v1/result\x00" + data).hexdigest()
 
 
 def write_result(table: ReleasedTable, out_dir: Path) -> Path:

@@ -15,12 +15,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import grpc
 import torch
 
+from mpc.audit.digests import message_digest
+from mpc.audit.log import AuditLog
 from mpc.config.federation import Federation
 from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec
 from mpc.errors import JobFailed
@@ -46,6 +48,7 @@ class _Party:
     floors: DisclosureRules | None = None
     release: Any = None
     done: bool = False
+    head: Any = None  # its audit log head once it is done
 
 
 @dataclass
@@ -64,11 +67,17 @@ _ECHO_CODES = ("PEER", "TRANSPORT", "ABORTED")
 
 class Coordinator:
     def __init__(self, federation: Federation, identity: TlsIdentity,
-                 progress: ProgressFn | None = None, timeout_s: float = 900.0) -> None:
+                 progress: ProgressFn | None = None, timeout_s: float = 900.0,
+                 audit: AuditLog | None = None) -> None:
         self.federation = federation
         self.identity = identity
         self.progress = progress or (lambda party, phase, detail: None)
         self.timeout_s = timeout_s
+        self.audit = audit
+
+    def _record(self, event: str, **fields: Any) -> None:
+        if self.audit is not None:
+            self.audit.append(event, **fields)
 
     def run(self, spec: UseCaseSpec) -> JobOutcome:
         job_id = uuid.uuid4().hex
@@ -84,6 +93,9 @@ class Coordinator:
                                   worker_pb2_grpc.WorkerStub(channel)))
         events: queue.Queue[tuple[_Party, Event | grpc.RpcError]] = queue.Queue()
         calls = []
+        self._record("job_submitted", job=job_id, usecase=spec.name, spec_sha256=spec.sha256,
+                     parties=list(spec.parties), recipients=list(spec.recipients),
+                     spec=spec.text.decode())
         try:
             for p in parties:
                 call = p.stub.Submit(worker_pb2.SubmitRequest(job_id=job_id,
@@ -95,9 +107,10 @@ class Coordinator:
                 self._set_phase(p, "submitted")
             rules = self._prepare(spec, parties, events)
             self._start(parties, job_id, rules)
-            shares = self._gather(spec, parties, events)
+            shares = self._gather(spec, parties, events, job_id)
         except JobFailed as exc:
             exc.job_id = job_id
+            self._record("job_aborted", job=job_id, party=exc.party, reason=exc.cause)
             self._abort_all(parties, job_id, "the job failed at another party")
             raise
         finally:
@@ -109,6 +122,10 @@ class Coordinator:
         if shares is not None:
             keep, value = reconstruct(shares[0], shares[1], spec.cells)
             table = ReleasedTable(spec, rules, job_id, keep, value)
+            self._record("result", job=job_id, **table.audit_fields())
+        self._record("party_heads", job=job_id,
+                     heads=[_head(p.head) for p in parties if p.head is not None])
+        self._record("job_end", job=job_id)
         return JobOutcome(job_id, spec, rules, table, time.monotonic() - started,
                           {p.name: p.phase for p in parties})
 
@@ -184,14 +201,15 @@ class Coordinator:
             job_id=job_id, peers={p.rank: p.endpoint for p in parties},
             dealer_address=self.federation.dealer.address,
             disclosure=rules_to_proto(rules))
+        self._record("job_start", job=job_id, rules=asdict(rules))
         for p in parties:
             try:
                 p.stub.Start(order, timeout=30)
             except grpc.RpcError as exc:
                 raise JobFailed(p.name, f"could not start the job ({exc.details()})") from None
 
-    def _gather(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue
-                ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+    def _gather(self, spec: UseCaseSpec, parties: list[_Party], events: queue.Queue,
+                job_id: str) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
         deadline = time.monotonic() + self.timeout_s
         while not all(p.done for p in parties):
             p, event = self._next(events, deadline)
@@ -199,14 +217,21 @@ class Coordinator:
                 p.release = event.release
             elif event.phase == Event.DONE:
                 p.done = True
+                p.head = event.head if event.HasField("head") else None
         if COORDINATOR not in spec.recipients:
             return None
         keep, value = [], []
         for p in parties:
             if p.release is None:
                 raise JobFailed(p.name, "finished without sending its release shares")
-            keep.append(tensor_from_chunks([p.release.keep], f"party {p.name}"))
-            value.append(tensor_from_chunks([p.release.value], f"party {p.name}"))
+            shares = {name: tensor_from_chunks([getattr(p.release, name)], f"party {p.name}")
+                      for name in ("keep", "value")}
+            self._record("release_received", job=job_id, party=p.name, digests={
+                name: message_digest(job_id, p.name, self.identity.name, seq,
+                                     p.release.nonce, t.numpy().astype("<i8").tobytes())
+                for seq, (name, t) in enumerate(shares.items())})
+            keep.append(shares["keep"])
+            value.append(shares["value"])
         return keep, value
 
     def _abort_all(self, parties: list[_Party], job_id: str, reason: str) -> None:
@@ -214,6 +239,10 @@ class Coordinator:
             # An unreachable worker aborts on its own when the job's stream drops.
             with contextlib.suppress(grpc.RpcError):
                 p.stub.Abort(worker_pb2.AbortRequest(job_id=job_id, reason=reason), timeout=5)
+
+
+def _head(msg: Any) -> dict[str, Any]:
+    return {"member": msg.member, "seq": msg.seq, "hash": msg.hash, "sig": msg.sig}
 
 
 def _rpc_failure(exc: grpc.RpcError) -> str:

@@ -117,6 +117,9 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         self._linked = {r: threading.Event() for r in self.peers}
         self._up = dict.fromkeys(self.peers, False)
         self._link_error: dict[int, str] = {}
+        # Each peer's certificate fingerprint: from the TLS handshake for peers that dial
+        # us, as announced in the acknowledgement (by a server the CA vouched for) otherwise.
+        self.peer_fingerprints: dict[int, str] = {}
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
@@ -159,7 +162,8 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         channel = secure_channel(self.identity, address, self.parties[r])
         self._channels.append(channel)
         stub = peer_pb2_grpc.PeerExchangeStub(channel)
-        hello = Frame(kind=Frame.HELLO, job_id=self.job_id, sender=self.rank)
+        hello = Frame(kind=Frame.HELLO, job_id=self.job_id, sender=self.rank,
+                      cert_sha256=self.identity.fingerprint)
         call = stub.Exchange(self._outgoing(r, first=hello), wait_for_ready=True)
         self._calls.append((r, call))
         threading.Thread(target=self._read, args=(r, call), daemon=True,
@@ -185,15 +189,19 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
                        f"party {self.parties[r]!r} of this job")
         elif self._up[r]:
             problem = f"party {self.parties[r]} is already connected"
+        elif hello.cert_sha256 != caller.fingerprint:
+            problem = "the HELLO names another certificate than the one presented"
         if problem:
             log.warning("refused peer stream from %s: %s", caller.name, problem)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
         threading.Thread(target=self._read, args=(r, request_iterator), daemon=True,
                          name=f"peer-read-{r}").start()
+        self.peer_fingerprints[r] = caller.fingerprint
         self._up[r] = True
         self._linked[r].set()
         # Acknowledge, so the dialling side knows the stream is up.
-        ack = Frame(kind=Frame.HELLO, job_id=self.job_id, sender=self.rank)
+        ack = Frame(kind=Frame.HELLO, job_id=self.job_id, sender=self.rank,
+                    cert_sha256=self.identity.fingerprint)
         yield from self._outgoing(r, first=ack)
 
     # ---- sending ------------------------------------------------------------------------
@@ -251,6 +259,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
                 if frame.kind == Frame.HELLO:
                     if frame.job_id != self.job_id or frame.sender != r:
                         raise ProtocolAbort(f"party {name} answered for another job or rank")
+                    self.peer_fingerprints[r] = frame.cert_sha256
                     self._up[r] = True
                     self._linked[r].set()
                     continue

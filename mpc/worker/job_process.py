@@ -13,12 +13,16 @@ import os
 import queue
 import threading
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from mpc.audit.digests import build_sha256, file_sha256, message_digest, table_bytes
+from mpc.audit.log import AuditLog
+from mpc.audit.recorder import JobRecorder
 from mpc.config.party import PartyConfig
 from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec, parse_spec
 from mpc.connectors import TableRequest, compute_local_table
@@ -122,17 +126,22 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
     from mpc.worker.policy import floors
 
     rank = spec.rank_of(config.name)
-    request = TableRequest.from_spec(spec, config.name)
-    table = compute_local_table(config.datasets[spec.dataset], request)
+    dataset = config.datasets[spec.dataset]
+    table = compute_local_table(dataset, TableRequest.from_spec(spec, config.name))
     if (table.values < 0).any():
         raise DataError(config.name, spec.dataset, "has negative values", spec.measure.column)
     control.emit("local_table", detail=f"{spec.cells} cells")
 
     identity = TlsIdentity.load(config.tls, expected_name=config.name, source=config.source)
-    recorder = recorder_from_env(config.name)
+    audit = JobRecorder(AuditLog.open(config.audit_log, config.signing_key, config.name,
+                                      "party"), job_id, config.name)
+    observers: list[Any] = [audit.observe]
+    wire = recorder_from_env(config.name)
+    if wire is not None:
+        observers.append(wire)
     mesh = PeerMesh(job_id, rank, spec.parties, identity, config.peer_host,
                     advertise_host=config.peer_advertise, recv_timeout_s=config.job_timeout_s,
-                    observers=[recorder] if recorder else [])
+                    observers=observers)
     control.mesh = mesh
     my_floors = floors(config)
     control.emit("ready", endpoint=mesh.listen(), floors=my_floors)
@@ -145,23 +154,39 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
             my_floors.min_cell, my_floors.min_contributors)):
         raise PolicyRefused(config.name, "the coordinator's disclosure rules are weaker than "
                                          "the spec with this party's floors")
-    _compute(control, config, spec, job_id, rank, identity, mesh, order, table, coordinator,
-             recorder)
+    log.info("connecting to %d peers", len(order.endpoints) - 1)
+    mesh.connect(order.endpoints, timeout_s=config.connect_timeout_s)
+    fingerprints = {spec.parties[r]: fp for r, fp in mesh.peer_fingerprints.items()}
+    fingerprints[config.name] = identity.fingerprint
+    audit.add("session_start", spec_sha256=spec.sha256, parties=list(spec.parties), rank=rank,
+              coordinator=coordinator, certificates=fingerprints, dealer=config.dealer,
+              rules=asdict(order.rules), build_sha256=build_sha256(),
+              policy_sha256=file_sha256(Path(config.source)))
+    definition = dataset.query if dataset.query is not None else str(dataset.path)
+    audit.commit_inputs(table_bytes(table.values, table.rows), definition, config.openings)
+    try:
+        shares, requests = _compute(control, config, spec, job_id, rank, identity, mesh, order,
+                                    table, audit)
+        _release(control, spec, job_id, shares, coordinator, audit, wire)
+        audit.add("job_end", dealer_requests=requests)
+        _exchange_heads(mesh, audit)
+    finally:
+        audit.flush()
     mesh.close()
+    control.emit("done", requests=requests, head=audit.head())
 
 
 def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str, rank: int,
              identity: TlsIdentity, mesh: PeerMesh, order: StartOrder, table: Any,
-             coordinator: str, recorder: Any) -> None:
+             audit: JobRecorder) -> tuple[dict[str, torch.Tensor], int]:
+    """The joint computation; this party's release shares for the coordinator (if it is a
+    recipient) and the number of correlations consumed."""
     from mpc.engine.correlations import party_stream
     from mpc.engine.dealer_client import DealerClient
     from mpc.engine.session import EngineSession
     from mpc.protocols.aggregate import aggregate
     from mpc.report.table import ReleasedTable, reconstruct, write_result
 
-    log.info("connecting to %d peers", len(order.endpoints) - 1)
-    mesh.connect(order.endpoints, timeout_s=config.connect_timeout_s)
-    log.info("peer channels up")
     dealer = DealerClient(identity, order.dealer_address, config.dealer, job_id)
     try:
         seed = dealer.join(spec.sha256, spec.parties, rank)
@@ -179,21 +204,53 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
                 if recipient == COORDINATOR:
                     continue
                 dst = spec.rank_of(recipient)
+                audit.add("release", recipient=recipient)
                 keep = ctx.open_to(released.keep, dst)
                 value = ctx.open_to(released.value, dst)
                 if dst == rank:
                     kept, values = reconstruct([keep], [value], spec.cells)
-                    folder = write_result(ReleasedTable(spec, order.rules, job_id, kept, values),
-                                          config.results_dir or config.audit_log.parent)
+                    result = ReleasedTable(spec, order.rules, job_id, kept, values)
+                    audit.add("result", **result.audit_fields())
+                    folder = write_result(result, config.results_dir or config.audit_log.parent)
                     log.info("released result written to %s", folder)
-        dealer.leave(rank, session.provider.requests)
+        ledger = session.provider.ledger
+        audit.add("dealer_ledger", requests=[[e.seq, e.op, list(e.shape)] for e in ledger])
+        dealer.leave(rank, len(ledger))
     finally:
         dealer.close()
-    if shares:
-        if recorder is not None:
-            for name, t in shares.items():
-                recorder.record("coordinator", WireEvent(
-                    "sent", coordinator, f"release/{name}", 0, b"", "tensor", "int64",
-                    tuple(t.shape), t.numpy().tobytes()))
-        control.emit("released", keep=shares["keep"].numpy(), value=shares["value"].numpy())
-    control.emit("done", requests=session.provider.requests)
+    return shares, len(ledger)
+
+
+def _release(control: _Control, spec: UseCaseSpec, job_id: str, shares: dict[str, torch.Tensor],
+             coordinator: str, audit: JobRecorder, wire: Any) -> None:
+    """Hand the coordinator this party's release shares, with the nonce that salts their
+    audit digests (the coordinator computes the same digests on receipt)."""
+    if not shares:
+        return
+    nonce = os.urandom(32)
+    digests = {}
+    for seq, (name, share) in enumerate(shares.items()):
+        payload = share.numpy().astype("<i8").tobytes()
+        digests[name] = message_digest(job_id, audit.party, coordinator, seq, nonce, payload)
+        if wire is not None:
+            wire.record("coordinator", WireEvent("sent", coordinator, f"release/{name}", seq,
+                                                 nonce, "tensor", "int64", tuple(share.shape),
+                                                 payload))
+    audit.add("release", recipient=COORDINATOR, coordinator=coordinator, digests=digests)
+    control.emit("released", keep=shares["keep"].numpy(), value=shares["value"].numpy(),
+                 nonce=nonce)
+
+
+def _exchange_heads(mesh: PeerMesh, audit: JobRecorder) -> None:
+    """Tell every peer where this party's log stands, and record where theirs stand, so
+    that a log cut short later is caught by the others."""
+    mine = audit.head()
+    for r in mesh.peers:
+        mesh.send_object(r, [mine.member, mine.seq, mine.hash, mine.sig], "audit/head")
+    heads = []
+    for r in mesh.peers:
+        member, seq, digest, sig = mesh.recv_object(r, "audit/head")
+        if member != mesh.parties[r]:
+            raise ProtocolAbort(f"party {mesh.parties[r]} sent the log head of {member!r}")
+        heads.append({"member": member, "seq": seq, "hash": digest, "sig": sig})
+    audit.add("peer_heads", heads=heads)

@@ -10,6 +10,7 @@ the worker keeps serving.
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import multiprocessing as mp
 import queue
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import grpc
@@ -100,16 +101,21 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if not JOB_ID.match(job_id) or len(request.spec_toml) > MAX_SPEC_BYTES:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed job id or oversized spec")
         self.audit.append("job_received", job=job_id, coordinator=coordinator,
-                          spec_bytes=len(request.spec_toml))
+                          spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
         try:
             spec = approve(self.config, request.spec_toml, coordinator)
         except PolicyRefused as exc:
-            self.audit.append("policy_decision", job=job_id, approved=False, reason=exc.reason)
+            self.audit.append("policy_decision", job=job_id, approved=False, reason=exc.reason,
+                              spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
             log.warning("job %s refused: %s", job_id, exc.reason)
             yield self._failure(job_id, "POLICY", str(exc))
             return
         self.audit.append("policy_decision", job=job_id, approved=True, usecase=spec.name,
-                          spec_sha256=spec.sha256)
+                          spec_sha256=spec.sha256, parties=list(spec.parties),
+                          recipients=list(spec.recipients),
+                          rules=asdict(spec.disclosure.with_floors(
+                              self.config.policy.min_cell_floor,
+                              self.config.policy.min_contributors_floor)))
         with self._lock:
             if job_id in self.jobs or job_id in self._aborted:
                 reason = "the job was already aborted" if job_id in self._aborted else \
@@ -167,9 +173,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                                   reason=event["message"])
                 handle.audited = True
                 return
-            if phase == "done":
-                self.audit.append("job_end", job=handle.job_id,
-                                  dealer_requests=event.get("requests", 0))
+            if phase == "done":  # the job process recorded its own end
                 handle.audited = True
                 return
 
@@ -183,6 +187,9 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         elif phase == "released":
             msg.release.keep.CopyFrom(tensor_to_proto(event["keep"]))
             msg.release.value.CopyFrom(tensor_to_proto(event["value"]))
+            msg.release.nonce = event["nonce"]
+        elif phase == "done":
+            msg.head.CopyFrom(common_pb2.AuditHead(**event["head"].as_dict()))
         elif phase == "failed":
             msg.failure.CopyFrom(common_pb2.Failure(party=event["party"], code=event["code"],
                                                     message=event["message"]))

@@ -35,7 +35,13 @@ def test_demo_runs_the_oncology_use_case(tmp_path: Path) -> None:
     assert len(result["spec_sha256"]) == 64
     assert (out / "federation.toml").exists()
     assert sorted(p.name for p in (out / "logs").iterdir()) == [
-        "dealer.jsonl", "hospital_a.jsonl", "hospital_b.jsonl", "hospital_c.jsonl"]
+        "coordinator.jsonl", "dealer.jsonl", "hospital_a.jsonl", "hospital_b.jsonl",
+        "hospital_c.jsonl"]
+    assert "Audit of 5 signed logs: PASS" in proc.stdout
+    # An auditor's own run over the same files gives the same verdict.
+    audit = mpc("audit", "verify", "--federation", str(out / "federation.toml"),
+                *sorted(str(p) for p in (out / "logs").iterdir()))
+    assert audit.returncode == 0 and "Verdict: PASS" in audit.stdout
 
 
 def test_demo_on_the_users_own_files(tmp_path: Path) -> None:

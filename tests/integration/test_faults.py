@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mpc.audit.verify import verify
 from mpc.demo import PartySetup
 from mpc.errors import JobFailed
 from tests.conftest import Harness, start_federation
@@ -101,6 +102,11 @@ def test_policy_refusal_names_party_and_reason(harness: Harness) -> None:
     assert "use case 'not-for-b' is not allowed by its policy" in failed.value.cause
     assert_aborted_everywhere(harness, failed.value.job_id)
     assert_next_job_succeeds(harness)
+    # A refused job is no violation: the logs of every member verify for it.
+    report = verify(harness.federation, sorted(harness.fed.logs.glob("*.jsonl")))
+    job = next(j for j in report.jobs if j["job"] == failed.value.job_id)
+    assert job["status"] == "aborted"
+    assert [f for f in report.findings if f.job == failed.value.job_id] == []
 
 
 def test_missing_column_names_party_dataset_and_column(harness: Harness) -> None:

@@ -152,6 +152,22 @@ def test_nothing_but_the_release_is_in_the_clear(captured: tuple[Harness, Path])
         assert not np.array_equal(share, released)
     np.testing.assert_array_equal(outcome.table.value, released)
 
+    # No share and no input value is ever written to an audit log: no payload's bytes,
+    # no share element (random 64-bit numbers), no party's table.
+    logs = "".join(p.read_text() for p in harness.fed.logs.glob("*.jsonl"))
+    assert "job_end" in logs and "message" in logs
+    # (payloads of random shares: 16 bytes with many distinct values, unlike zeros)
+    payloads = [r for r in records if r["kind"] == "tensor" and len(set(r["bytes"][:16])) >= 8]
+    assert payloads
+    for r in payloads:
+        assert r["bytes"][:16].hex() not in logs
+        for element in as_int64(r)[:50] if r["dtype"] == "int64" else []:
+            if abs(int(element)) > 10**9:
+                assert str(int(element)) not in logs
+    for name, vector in secrets.items():
+        assert json.dumps(vector.tolist()) not in logs, name
+        assert json.dumps(vector.tolist(), separators=(",", ":")) not in logs, name
+
 
 def test_leak_finder_catches_leaks() -> None:
     """The checks above can fail: a table sent in the clear, or opened, is reported."""

@@ -1,0 +1,215 @@
+"""Per-job checks of the audit: spec, policy, delivery, dealer ledger, releases, rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mpc.audit.model import Finding, MemberLog, Report
+from mpc.config.federation import Federation
+from mpc.config.spec import COORDINATOR, DisclosureRules
+from mpc.report.table import result_digest
+
+
+def _closes(role: str, entry: dict[str, Any]) -> bool:
+    """Whether `entry` ends a job in a log of this role: its last step, an abort, a refusal."""
+    event = entry.get("event")
+    if role == "party":
+        return event in ("peer_heads", "job_aborted") or (
+            event == "policy_decision" and not entry.get("approved"))
+    if role == "coordinator":
+        return event in ("job_end", "job_aborted")
+    return True  # the dealer has no closing entry per job
+
+
+class JobView:
+    """Everything the logs say about one job, grouped by member and event."""
+
+    def __init__(self, job: str, logs: dict[str, MemberLog]) -> None:
+        self.job = job
+        self.entries: dict[str, list[dict[str, Any]]] = {
+            m: log.job_entries(job) for m, log in logs.items() if log.job_entries(job)}
+
+    def events(self, member: str, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries.get(member, []) if e.get("event") == event]
+
+    def first(self, member: str, event: str) -> dict[str, Any] | None:
+        found = self.events(member, event)
+        return found[0] if found else None
+
+    def all(self, event: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(m, e) for m, es in self.entries.items() for e in es if e.get("event") == event]
+
+
+def check_jobs(logs: dict[str, MemberLog], federation: Federation, report: Report) -> None:
+    jobs = sorted({e["job"] for log in logs.values() for e in log.entries if "job" in e},
+                  key=lambda j: min(e["time"] for log in logs.values()
+                                    for e in log.job_entries(j)))
+    for job in jobs:
+        _check_job(JobView(job, logs), logs, federation, report)
+
+
+def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation,
+               report: Report) -> None:
+    job = view.job
+
+    def finding(check: str, message: str, member: str | None = None) -> None:
+        report.findings.append(Finding(check, message, member, job))
+
+    submitted = [e for _, e in view.all("job_submitted")]
+    decisions = view.all("policy_decision")
+    parties: list[str] = list(submitted[0]["parties"]) if submitted else []
+    for _, d in decisions:
+        parties = parties or list(d.get("parties", []))
+    parties = parties or sorted(m for m, log in logs.items() if log.role == "party"
+                                and view.entries.get(m))
+    recipients = (submitted[0]["recipients"] if submitted else
+                  next((d["recipients"] for _, d in decisions if "recipients" in d), []))
+    ran = bool(view.all("session_start") or view.all("result"))
+    aborted = bool(view.all("job_aborted"))
+    status = "aborted" if aborted else ("completed" if view.all("job_end") else "refused"
+                                        if any(not d["approved"] for _, d in decisions)
+                                        else "incomplete")
+
+    # Every member of the job left a log, and each log closes the job.
+    coordinators = {e["coordinator"] for _, e in view.all("job_received")}
+    expected = set(parties) | coordinators
+    if ran:
+        expected.add(federation.dealer.name)
+    for member in sorted(expected):
+        if member not in logs:
+            finding("missing", f"no log from {member}, a member of this job")
+            continue
+        role = logs[member].role
+        mine = view.entries.get(member, [])
+        if not mine and role == "party":
+            finding("missing", f"{member}'s log has no entry of this job", member)
+        if mine and not any(_closes(role, e) for e in mine):
+            finding("truncated", f"{member}'s log stops in the middle of this job: its closing "
+                                 "entry is missing", member)
+
+    # All ran the same spec, and every policy approved it.
+    hashes = {(m, e["spec_sha256"]) for m, e in (*view.all("job_submitted"),
+                                                  *view.all("policy_decision"),
+                                                  *view.all("session_start"),
+                                                  *view.all("job_received"))
+              if "spec_sha256" in e}
+    if len({h for _, h in hashes}) > 1:
+        detail = "; ".join(f"{m}: {h[:12]}" for m, h in sorted(hashes))
+        finding("spec", f"the members hold different specs for this job ({detail})")
+    for member, d in decisions:
+        if not d["approved"] and ran:
+            finding("policy", f"the job ran although {member}'s policy refused it "
+                              f"({d.get('reason', 'no reason recorded')})", member)
+    for member, _ in view.all("session_start"):
+        if not any(d["approved"] for d in view.events(member, "policy_decision")):
+            finding("policy", f"{member} started the job without an approving policy decision",
+                    member)
+
+    messages = _check_messages(view, logs, aborted, finding)
+    requests = _check_dealer(view, federation, finding)
+    _check_releases(view, recipients, finding)
+    _check_certificates(view, federation, finding)
+    report.jobs.append({"job": job, "usecase": (submitted[0]["usecase"] if submitted else
+                                                next((d.get("usecase") for _, d in decisions
+                                                      if d.get("usecase")), None)),
+                        "status": status, "parties": parties, "messages": messages,
+                        "dealer_requests": requests})
+
+
+def _check_messages(view: JobView, logs: dict[str, MemberLog], aborted: bool,
+                    finding: Any) -> int:
+    """Every message one party sent, its peer received, with the same digest and size."""
+    sent: dict[tuple[str, str, int], dict[str, Any]] = {}
+    received: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for member, e in view.all("message"):
+        if e["dir"] == "sent":
+            sent[(member, e["peer"], e["number"])] = e
+        else:
+            received[(e["peer"], member, e["number"])] = e
+    paired = 0
+    for key in sorted(set(sent) | set(received)):
+        sender, receiver, seq = key
+        s, r = sent.get(key), received.get(key)
+        if s is not None and r is not None:
+            paired += 1
+            if s["digest"] != r["digest"] or s["size"] != r["size"]:
+                finding("digest", f"message {seq} from {sender} to {receiver} ({s['tag']}): "
+                                  f"{receiver} logged another digest or size than {sender} sent")
+        elif s is not None and not aborted and receiver in logs:
+            finding("delivery", f"{sender} logged message {seq} to {receiver} ({s['tag']}) as "
+                                f"sent, but {receiver} never logged receiving it", sender)
+        elif r is not None and sender in logs:
+            finding("delivery", f"{receiver} logged message {seq} from {sender} ({r['tag']}) "
+                                f"as received, but {sender} never logged sending it", receiver)
+    return paired
+
+
+def _check_dealer(view: JobView, federation: Federation, finding: Any) -> int:
+    """The dealer's ledger of correlations equals every party's."""
+    dealer = federation.dealer.name
+    served = [[e["request"], e["op"], e["shape"]] for e in view.events(dealer, "correlation")]
+    for member, e in view.all("dealer_ledger"):
+        if dealer in view.entries and e["requests"] != served:
+            diff = next((i for i, (a, b) in enumerate(zip(e["requests"], served, strict=False))
+                         if a != b), min(len(e["requests"]), len(served)))
+            finding("dealer", f"{member}'s ledger of dealer requests disagrees with the "
+                              f"dealer's from request {diff} on ({len(e['requests'])} against "
+                              f"{len(served)} requests)", member)
+    return len(served)
+
+
+def _check_releases(view: JobView, recipients: list[str], finding: Any) -> None:
+    """Releases only to recipients; what openers sent is what recipients received; every
+    released cell within the rules the parties approved."""
+    for member, e in view.all("release"):
+        if e["recipient"] not in recipients:
+            finding("recipients", f"{member} released the result to {e['recipient']}, which "
+                                  "is not a recipient of this job", member)
+    received = {e["party"]: e["digests"] for _, e in view.all("release_received")}
+    for member, e in view.all("release"):
+        if e["recipient"] == COORDINATOR and member in received and \
+                received[member] != e.get("digests"):
+            finding("result", f"what {member} released and what the coordinator received "
+                              "differ (digests)", member)
+    approved = [DisclosureRules(**d["rules"]) for _, d in view.all("policy_decision")
+                if d["approved"] and "rules" in d]
+    digests = set()
+    for member, e in view.all("result"):
+        if member not in recipients and not (e.get("role") == "coordinator"
+                                             and COORDINATOR in recipients):
+            finding("recipients", f"{member} recorded the result but is not a recipient",
+                    member)
+        rules = DisclosureRules(**e["rules"])
+        for floor in approved:
+            if not rules.at_least_as_strict_as(floor):
+                finding("disclosure", f"{member} applied rules weaker than a party approved "
+                                      f"({rules} against {floor})", member)
+                break
+        values = e["values"]
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            if (v == 0 and rules.suppress_zero) or (v != 0 and v < rules.min_cell):
+                finding("disclosure", f"cell {i} was released with value {v}, which the "
+                                      f"rules (min_cell {rules.min_cell}, suppress_zero "
+                                      f"{rules.suppress_zero}) suppress", member)
+        keep = np.array([v is not None for v in values])
+        value = np.array([v or 0 for v in values], dtype=np.int64)
+        if result_digest(keep, value) != e["digest"]:
+            finding("result", f"{member}'s result digest does not match its released values",
+                    member)
+        digests.add(e["digest"])
+    if len(digests) > 1:
+        finding("result", "the recipients hold different results")
+
+
+def _check_certificates(view: JobView, federation: Federation, finding: Any) -> None:
+    members = federation.members()
+    for member, e in view.all("session_start"):
+        for party, fingerprint in e.get("certificates", {}).items():
+            registered = members[party].cert_sha256 if party in members else None
+            if registered and fingerprint != registered:
+                finding("certificate", f"{member} saw a certificate for {party} that is not "
+                                       "the one the federation registers", member)

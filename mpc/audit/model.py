@@ -1,0 +1,74 @@
+"""What the audit verifier reads and reports: member logs, findings, the report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str  # what kind of rule failed: chain, signature, key, truncated, delivery, ...
+    message: str
+    member: str | None = None
+    job: str | None = None
+
+
+@dataclass
+class MemberLog:
+    path: Path
+    member: str
+    role: str
+    entries: list[dict[str, Any]]  # valid JSON entries, in seq order
+    torn: bool = False
+
+    def last_seq(self) -> int:
+        return self.entries[-1]["seq"] if self.entries else -1
+
+    def by_seq(self) -> dict[int, dict[str, Any]]:
+        return {e["seq"]: e for e in self.entries}
+
+    def job_entries(self, job: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e.get("job") == job]
+
+
+@dataclass
+class Report:
+    federation: str
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "federation": self.federation, "logs": self.logs,
+                "jobs": self.jobs, "findings": [asdict(f) for f in self.findings]}
+
+    def as_text(self) -> str:
+        lines = [f"Audit of {len(self.logs)} logs against {self.federation}", "", "Logs"]
+        for log in self.logs:
+            lines.append(f"  {log['member']:<16} {log['role']:<12} {log['entries']:>6} entries"
+                         f"  {log['file']}")
+        lines += ["", "Jobs"]
+        for job in self.jobs:
+            lines.append(f"  {job['job'][:12]}  {job.get('usecase') or '?':<24} "
+                         f"{job['status']:<10} parties: {', '.join(job['parties'])}; "
+                         f"{job['messages']} messages paired, "
+                         f"{job['dealer_requests']} dealer requests")
+        if not self.jobs:
+            lines.append("  none")
+        lines += ["", "Findings"]
+        for f in self.findings:
+            where = " ".join(x for x in (f.member and f"[{f.member}]",
+                                         f.job and f"[job {f.job[:12]}]") if x)
+            lines.append(f"  {f.check:<12} {where} {f.message}".rstrip())
+        if not self.findings:
+            lines.append("  none")
+        verdict = ("PASS: every check holds" if self.ok
+                   else f"FAIL: {len(self.findings)} problem(s)")
+        lines += ["", f"Verdict: {verdict}"]
+        return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""`mpc audit verify`: an auditor checks the members' signed logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Check the signed protocol logs of a federation.")
+
+
+@app.command("verify")
+def verify(
+    logs: list[Path] = typer.Argument(..., help="The members' audit logs (JSON Lines)."),
+    federation: Path = typer.Option(..., "--federation", help="The federation file: the "
+                                    "members' audit keys and certificate fingerprints."),
+    as_json: bool = typer.Option(False, "--json", help="A report for programs."),
+) -> None:
+    """Verify chains, signatures and every job's process; exit 0 only if every check holds."""
+    from mpc.audit.verify import verify as run_verify
+    from mpc.config.federation import load_federation
+    from mpc.errors import MpcError
+
+    try:
+        fed = load_federation(federation)
+    except MpcError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    report = run_verify(fed, list(logs))
+    typer.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
+    raise typer.Exit(0 if report.ok else 1)

@@ -15,6 +15,7 @@ from mpc.demo import LocalFederation, PartySetup
 from mpc.runner.coordinator import Coordinator, JobOutcome
 from mpc.synth import generate_treatments
 from mpc.transport.tls import TlsIdentity
+from tests.pg import Postgres, postgres_server
 
 FIVE = ["hospital_a", "hospital_b", "hospital_c", "hospital_d", "hospital_e"]
 
@@ -52,6 +53,13 @@ def start_federation(root: Path, files: Mapping[str, Path], usecases: list[str],
     for party, path in files.items():
         setups.setdefault(party, PartySetup({"treatments": {"path": str(path)}}, usecases))
     return LocalFederation(root, setups, env=env).start()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the whole session (see tests/pg.py)."""
+    with postgres_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,19 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from mpc.config.party import DatasetConfig
 from mpc.config.spec import Measure
 from mpc.connectors import LocalTable, TableRequest, compute_local_table
 from mpc.errors import DataError
+from tests.pg import Postgres
 
 PRODUCTS = ("osimertinib", "durvalumab", "olaparib")
 LINES = ("1", "2", "3+")
@@ -80,11 +83,25 @@ def write_sqlite(tmp_path: Path, df: pd.DataFrame, query: str = "SELECT * FROM t
     return DatasetConfig(name="treatments", url=f"sqlite:///{path}", query=query)
 
 
+def postgres_writer(server: Postgres):  # type: ignore[no-untyped-def]
+    """A fresh table on the session's real PostgreSQL server for every dataset."""
+    def write(tmp_path: Path, df: pd.DataFrame, query: str | None = None) -> DatasetConfig:
+        table = "treatments_" + uuid.uuid4().hex[:10]
+        engine = sa.create_engine(server.url)
+        df.to_sql(table, engine, index=False)
+        engine.dispose()
+        return DatasetConfig(name="treatments", url=server.url,
+                             query=query or f"SELECT * FROM {table}")
+    return write
+
+
 WRITERS = {"csv": write_csv, "parquet": write_parquet, "sqlite": write_sqlite}
 
 
-@pytest.fixture(params=list(WRITERS))
-def writer(request: pytest.FixtureRequest):
+@pytest.fixture(params=[*WRITERS, "postgres"])
+def writer(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    if request.param == "postgres":
+        return postgres_writer(request.getfixturevalue("postgres"))
     return WRITERS[request.param]
 
 
@@ -246,3 +263,29 @@ def test_invalid_url_does_not_echo_it(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         compute_local_table(dataset, request())
     assert "s3cret" not in str(info.value)
+
+
+def test_postgres_counts_where_the_data_lives(postgres: Postgres) -> None:
+    """The GROUP BY runs in PostgreSQL: the server's statement log shows it, and no
+    statement fetches the party's rows."""
+    table = "drug_exposure_" + uuid.uuid4().hex[:10]
+    engine = sa.create_engine(postgres.url)
+    with engine.begin() as con:
+        con.execute(sa.text(
+            f"CREATE TABLE {table} AS SELECT (ARRAY['osimertinib','durvalumab','olaparib'])"
+            "[1 + i % 3] AS product, (ARRAY['1','2','3+'])[1 + i % 3] AS line, i AS person "
+            "FROM generate_series(1, 200000) AS i"))
+    engine.dispose()
+    dataset = DatasetConfig(name="treatments", url=postgres.url,
+                            query=f"SELECT product, line, person FROM {table}")
+    req = TableRequest(party="hospital_a", dataset="treatments", group_by=("product", "line"),
+                       categories=(("product", ("osimertinib", "durvalumab", "olaparib")),
+                                   ("line", ("1", "2", "3+"))),
+                       measure=Measure("count_distinct", "person"))
+    table_counts = compute_local_table(dataset, req)
+    assert table_counts.values.sum() == 200_000
+    assert sorted(table_counts.values[table_counts.values > 0]) == [66666, 66667, 66667]
+    statements = [line for line in postgres.statements().splitlines()
+                  if table in line and "statement: SELECT" in line]
+    assert any("GROUP BY" in line.upper() for line in statements), statements
+    assert all("GROUP BY" in line.upper() or "LIMIT" in line.upper() for line in statements)

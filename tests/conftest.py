@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,30 @@ class Harness:
         coordinator = Coordinator(self.federation, self.identity, record, timeout_s=timeout_s,
                                   audit=self.audit)
         return coordinator.run(parse_spec(spec_bytes))
+
+    def audit_events(self, party: str, job_id: str) -> list[dict[str, Any]]:
+        path = self.fed.logs / f"{party}.jsonl"
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        return [e for e in entries if e.get("job") == job_id]
+
+    def assert_aborted_everywhere(self, job_id: str, skip: tuple[str, ...] = ()) -> None:
+        """Every (surviving) worker records the job's end as an abort or a refusal, soon,
+        and no party holds a result file."""
+        deadline = time.monotonic() + 15
+        for party in self.fed.parties:
+            if party in skip:
+                continue
+            while True:
+                events = self.audit_events(party, job_id)
+                names = {e["event"] for e in events}
+                refused = any(e["event"] == "policy_decision" and not e["approved"]
+                              for e in events)
+                if "job_aborted" in names or refused:
+                    break
+                assert time.monotonic() < deadline, f"{party} never recorded the abort: {names}"
+                time.sleep(0.2)
+            assert "job_end" not in names
+        assert not list((self.fed.root / "results").rglob("result.*"))
 
 
 def start_federation(root: Path, files: Mapping[str, Path], usecases: list[str],

@@ -4,11 +4,9 @@ nothing, and every worker serves the next job."""
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,31 +63,6 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         fed.stop()
 
 
-def audit_events(harness: Harness, party: str, job_id: str) -> list[dict]:
-    path = harness.fed.logs / f"{party}.jsonl"
-    entries = [json.loads(line) for line in path.read_text().splitlines()]
-    return [e for e in entries if e.get("job") == job_id]
-
-
-def assert_aborted_everywhere(harness: Harness, job_id: str, skip: tuple[str, ...] = ()) -> None:
-    """Every (surviving) worker recorded the job's end as an abort or a refusal."""
-    deadline = time.monotonic() + 15
-    for party in PARTIES:
-        if party in skip:
-            continue
-        while True:
-            events = {e["event"] for e in audit_events(harness, party, job_id)}
-            refused = any(e["event"] == "policy_decision" and not e["approved"]
-                          for e in audit_events(harness, party, job_id))
-            if "job_aborted" in events or refused:
-                break
-            assert time.monotonic() < deadline, f"{party} never recorded the abort: {events}"
-            time.sleep(0.2)
-        assert "job_end" not in events
-    # Nothing was released anywhere: no result files at any party.
-    assert not list((harness.fed.root / "results").rglob("result.*"))
-
-
 def assert_next_job_succeeds(harness: Harness) -> None:
     outcome = harness.run(spec_text("product-use", PARTIES, min_cell=5))
     assert outcome.table is not None and outcome.table.keep.any()
@@ -100,7 +73,7 @@ def test_policy_refusal_names_party_and_reason(harness: Harness) -> None:
         harness.run(spec_text("not-for-b", PARTIES))
     assert failed.value.party == "hospital_b"
     assert "use case 'not-for-b' is not allowed by its policy" in failed.value.cause
-    assert_aborted_everywhere(harness, failed.value.job_id)
+    harness.assert_aborted_everywhere(failed.value.job_id)
     assert_next_job_succeeds(harness)
     # A refused job is no violation: the logs of every member verify for it.
     report = verify(harness.federation, sorted(harness.fed.logs.glob("*.jsonl")))
@@ -115,7 +88,7 @@ def test_missing_column_names_party_dataset_and_column(harness: Harness) -> None
     assert failed.value.party == "hospital_c"
     assert "dataset 'broken', column 'line'" in failed.value.cause
     assert "not found" in failed.value.cause
-    assert_aborted_everywhere(harness, failed.value.job_id)
+    harness.assert_aborted_everywhere(failed.value.job_id)
     assert_next_job_succeeds(harness)
 
 
@@ -133,7 +106,7 @@ def test_worker_killed_mid_job(harness: Harness) -> None:
         harness.run(text, progress=kill_when_computing)
     assert killed.is_set(), "the job ended before it could be killed"
     assert failed.value.party == "hospital_b"
-    assert_aborted_everywhere(harness, failed.value.job_id, skip=("hospital_b",))
+    harness.assert_aborted_everywhere(failed.value.job_id, skip=("hospital_b",))
     harness.fed.start_worker("hospital_b")  # restarted, it continues its audit chain
     assert_next_job_succeeds(harness)
 

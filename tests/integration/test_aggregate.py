@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -41,3 +45,20 @@ def test_zero_cells_suppressed_when_asked(federation5: Harness) -> None:
     assert (total == 0).any()
     assert not outcome.table.keep[total == 0].any()
     np.testing.assert_array_equal(outcome.table.keep, total >= 5)
+
+
+def test_mpc_run_shows_each_partys_phases_as_plain_lines(federation5: Harness,
+                                                        tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_bytes(spec_text("product-use-3", FIVE[:3]))
+    proc = subprocess.run([sys.executable, "-m", "mpc", "run", str(spec), "--federation",
+                           str(federation5.fed.federation_file), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    order = ["policy approved", "local table", "ready", "connected", "sharing", "computing",
+             "disclosure control", "released", "done"]
+    for party in FIVE[:3]:
+        seen = [line.split(f"{party}: ", 1)[1].split(" (")[0]
+                for line in proc.stderr.splitlines() if f"] {party}: " in line]
+        assert [p for p in seen if p in order] == order, seen
+    assert (tmp_path / "out" / "product-use-3" / "result.csv").exists()

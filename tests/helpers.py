@@ -40,11 +40,20 @@ def spec_text(name: str, parties: Sequence[str], *, measure: str = "count",
 def plaintext_release(files: Mapping[str, Path], spec: UseCaseSpec,
                       rules: DisclosureRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """keep, released value and the raw total, computed in the clear with pandas."""
+    frames = {p: pd.read_csv(files[p], dtype={c: str for c in spec.group_by})
+              for p in spec.parties}
+    return plaintext_release_frames(frames, spec, rules)
+
+
+def plaintext_release_frames(frames: Mapping[str, pd.DataFrame], spec: UseCaseSpec,
+                             rules: DisclosureRules
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same from each party's rows as a DataFrame."""
     index = pd.MultiIndex.from_tuples(spec.category_rows(), names=list(spec.group_by))
     total = pd.Series(0, index=index, dtype="int64")
     contributors = pd.Series(0, index=index, dtype="int64")
     for party in spec.parties:
-        df = pd.read_csv(files[party], dtype={c: str for c in spec.group_by})
+        df = frames[party]
         groups = df.groupby(list(spec.group_by))
         kind, column = spec.measure.kind, spec.measure.column
         if kind == "count":

@@ -14,11 +14,15 @@ DEFAULT_USECASE = Path(__file__).resolve().parents[2] / "usecases" / "oncology-p
 GENERATED = ("certs", "logs", "services", "parties", "dealer", "results", "federation.toml")
 
 
-def find_dataset(data: Path, party: str, dataset: str) -> Path:
+def find_dataset(data: Path, party: str, dataset: str) -> dict[str, str]:
+    """The dataset entry of a party's config: DATA/<party>/<dataset>.csv or .parquet, or
+    for `treatments`, a folder DATA/<party>/omop of OMOP CDM tables."""
     for suffix in (".csv", ".parquet"):
         path = data / party / f"{dataset}{suffix}"
         if path.exists():
-            return path
+            return {"path": str(path.resolve())}
+    if dataset == "treatments" and (data / party / "omop").is_dir():
+        return {"omop": str((data / party / "omop").resolve())}
     raise typer.BadParameter(
         f"no {data / party / dataset}.csv or .parquet for party {party}", param_hint="--data")
 
@@ -30,7 +34,7 @@ def demo(
                                      ".csv or .parquet for every party the spec names."),
     usecase: Path | None = typer.Option(None, "--usecase", help="The use case spec (TOML); "
                                         "default: usecases/oncology-product-use.toml."),
-    patients: int = typer.Option(2000, help="Generated patients at the largest hospital."),
+    patients: int = typer.Option(6000, help="Generated oncology patients in all."),
     seed: int = typer.Option(7, help="Seed of the generated data."),
 ) -> None:
     """Run a use case end to end: certificates, dealer, one worker per party, coordinator."""
@@ -39,7 +43,7 @@ def demo(
     from mpc.config.federation import load_federation
     from mpc.config.spec import load_spec
     from mpc.demo import LocalFederation, PartySetup
-    from mpc.synth import generate_treatments
+    from mpc.synth import generate_federation
 
     console = Console()
     try:
@@ -56,10 +60,10 @@ def demo(
             path.unlink()
     if data is None:
         data = out / "data"
-        console.print(f"Generating synthetic data for {', '.join(spec.parties)} in {data}/")
-        generate_treatments(data, spec.parties, patients_per_party=patients, seed=seed)
-    files = {p: find_dataset(data, p, spec.dataset) for p in spec.parties}
-    setups = {p: PartySetup(datasets={spec.dataset: {"path": str(files[p].resolve())}},
+        console.print(f"Generating synthetic data (OMOP tables at hospitals, claims at "
+                      f"insurers, dispensing at pharmacies) in {data}/")
+        generate_federation(data, patients=patients, seed=seed)
+    setups = {p: PartySetup(datasets={spec.dataset: find_dataset(data, p, spec.dataset)},
                             usecases=[spec.name]) for p in spec.parties}
     federation = LocalFederation(out, setups)
     console.print(f"Starting the dealer and {len(spec.parties)} workers on loopback "

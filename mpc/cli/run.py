@@ -48,6 +48,7 @@ def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
             timeout: float = 900.0) -> bool:
     """Run one job with progress and print the outcome; True if it released its result."""
     from mpc.cli.display import print_released
+    from mpc.report.html import write_report
     from mpc.report.table import write_result
     from mpc.runner.coordinator import Coordinator
     from mpc.runner.progress import Progress
@@ -77,7 +78,8 @@ def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
                       f"(the coordinator is not a recipient).")
         return True
     folder = write_result(outcome.table, out)
+    write_report(outcome.table, folder, job_seconds=outcome.seconds)
     print_released(outcome.table, console)
     console.print(f"Job {outcome.job_id[:12]} finished in {outcome.seconds:.1f} s; "
-                  f"results in {folder}/ (result.csv, result.json)")
+                  f"results in {folder}/ (result.csv, result.json, report.html)")
     return True

@@ -1,4 +1,4 @@
-"""`mpc synth`: reproducible synthetic demo data."""
+"""`mpc synth`: a reproducible synthetic federation of hospitals, insurers and pharmacies."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ import typer
 
 
 def synth(
-    out: Path = typer.Option(..., "--out", help="Folder to write <party>/treatments.csv into."),
-    parties: str = typer.Option("hospital_a,hospital_b,hospital_c", help="Comma-separated."),
-    patients: int = typer.Option(2000, "--patients", help="Patients at the largest hospital."),
+    out: Path = typer.Option(..., "--out", help="Folder to write one folder per party into."),
+    patients: int = typer.Option(6000, "--patients", help="Oncology patients in total."),
     seed: int = typer.Option(7, "--seed", help="Same seed, same files."),
+    fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
 ) -> None:
-    """Generate synthetic oncology treatment rows for each hospital."""
-    from mpc.synth import generate_treatments
+    """Generate OMOP tables for each hospital, claims for insurers, dispensing for pharmacies."""
+    from mpc.synth import generate_federation
+    from mpc.synth.omop import FORMATS
 
-    written = generate_treatments(out, [p.strip() for p in parties.split(",") if p.strip()],
-                                  patients_per_party=patients, seed=seed)
-    for party, path in written.items():
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"use one of {', '.join(FORMATS)}", param_hint="--format")
+    if patients < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--patients")
+    written = generate_federation(out, patients=patients, seed=seed, fmt=fmt)
+    for party, folder in written.hospitals.items():
+        tables = ", ".join(sorted(p.name for p in folder.glob(f"*.{fmt}")))
+        typer.echo(f"{party}: {folder} ({tables})")
+    for party, path in {**written.insurers, **written.pharmacies}.items():
         typer.echo(f"{party}: {path}")

@@ -24,35 +24,47 @@ class TlsFiles:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Where one named dataset lives: a CSV/Parquet file, or a SQL query on a database."""
+    """Where one named dataset lives: a CSV/Parquet file, a SQL query on a database, or a
+    folder of OMOP CDM tables (the `treatments` view, see connectors/omop.py)."""
 
     name: str
     path: Path | None = None
     url: str | None = None
     query: str | None = None
+    omop: Path | None = None
 
     @property
     def format(self) -> str:
         if self.url is not None:
             return "sql"
+        if self.omop is not None:
+            return "omop"
         assert self.path is not None
         return "parquet" if self.path.suffix.lower() in (".parquet", ".pq") else "csv"
+
+    def definition(self) -> str:
+        """What the dataset is, in one line (the party commits to it in its audit log)."""
+        if self.query is not None:
+            return self.query
+        return f"omop:{self.omop}" if self.omop is not None else str(self.path)
 
     @classmethod
     def parse(cls, name: str, f: Fields) -> DatasetConfig:
         path = f.path("path", None)
         url = f.str("url", None)
         query = f.str("query", None)
+        omop = f.path("omop", None)
         f.done()
-        if (path is None) == (url is None):
-            raise f.error("path", "give either path (CSV/Parquet file) or url plus query")
+        if sum(x is not None for x in (path, url, omop)) != 1:
+            raise f.error("path", "give one of path (a CSV/Parquet file), url plus query (a "
+                                  "database), or omop (a folder of OMOP CDM tables)")
         if url is not None and query is None:
             raise f.error("query", "a database dataset needs the SQL query that selects its rows")
         if path is not None and query is not None:
             raise f.error("query", "query is only for database datasets (url)")
         if path is not None and path.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise f.error("path", f"expected a .csv or .parquet file, got {path.name!r}")
-        return cls(name=name, path=path, url=url, query=query)
+        return cls(name=name, path=path, url=url, query=query, omop=omop)
 
 
 @dataclass(frozen=True)

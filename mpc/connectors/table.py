@@ -21,6 +21,7 @@ import numpy as np
 
 from mpc.config.party import DatasetConfig
 from mpc.config.spec import Measure, UseCaseSpec
+from mpc.connectors.omop import register_treatments
 from mpc.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -201,12 +202,13 @@ def _duckdb_source(dataset: DatasetConfig, text_columns: Sequence[str] = ()) -> 
 def _duckdb_groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[Any, ...]]:
     import duckdb
 
-    assert dataset.path is not None
-    path = Path(dataset.path)
-    if not path.exists():
-        raise request.error(f"file not found: {path.name}")
-    if path.is_file() and path.stat().st_size == 0:
-        raise request.error("dataset has no rows")
+    if dataset.format != "omop":
+        assert dataset.path is not None
+        path = Path(dataset.path)
+        if not path.exists():
+            raise request.error(f"file not found: {path.name}")
+        if path.is_file() and path.stat().st_size == 0:
+            raise request.error("dataset has no rows")
 
     con = duckdb.connect(":memory:")
     try:
@@ -216,19 +218,24 @@ def _duckdb_groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[
             except duckdb.Error as exc:
                 raise _engine_error(request, "cannot read the file", exc) from exc
 
-        described = run(f"DESCRIBE SELECT * FROM {_duckdb_source(dataset)}")
+        if dataset.format == "omop":
+            assert dataset.omop is not None
+            raw = typed = register_treatments(con, Path(dataset.omop), run, request.error)
+        else:
+            raw, typed = _duckdb_source(dataset), _duckdb_source(dataset, request.group_by)
+        described = run(f"DESCRIBE SELECT * FROM {raw}")
         _check_columns(request, [row[0] for row in described])
-        src = _duckdb_source(dataset, request.group_by)
-        if not run(f"SELECT 1 FROM {src} LIMIT 1"):
+        if not run(f"SELECT 1 FROM {typed} LIMIT 1"):
             raise request.error("dataset has no rows")
         measure = request.measure
         if measure.kind == "sum":
             assert measure.column is not None
             col = _quote_ident(measure.column)
-            type_name = str(run(f"DESCRIBE SELECT {col} FROM {src}")[0][1])
+            type_name = str(run(f"DESCRIBE SELECT {col} FROM {typed}")[0][1])
             if type_name.upper() not in _DUCKDB_INTEGER_TYPES:
                 raise request.error("must be an integer column", column=measure.column)
-        return run(_group_query(request, src, _quote_ident, lambda e: f"CAST({e} AS VARCHAR)"))
+        return run(_group_query(request, typed, _quote_ident,
+                                lambda e: f"CAST({e} AS VARCHAR)"))
     finally:
         con.close()
 

@@ -135,7 +135,8 @@ def _suppressed_title(rules: DisclosureRules) -> str:
 
 def _margins(table: ReleasedTable, keep: np.ndarray, released: np.ndarray
              ) -> dict[str, Any]:
-    """Totals over released cells only: adding suppressed cells back would undo suppression."""
+    """Totals over released cells only: a suppressed value was never opened, so it cannot count
+    (and must not, even if a caller passes one)."""
     spec = table.spec
     first, values = spec.categories[0]
     rows = len(values)
@@ -278,7 +279,7 @@ def _stacked(ax: Axes, x_labels: tuple[str, ...] | list[str], stacks: list[str],
         if len(names) > 3 or len(text) > 24:
             text = f"{len(names)} cells"
         ax.annotate(f"suppressed:\n{text}", (x[i], up[i] + h), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=7.5,
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8.5,
                     color=SUPPRESSED_COLOUR, style="italic")
     ax.set_ylim(min(bottom, 0) * 1.1, (top + h) * 1.15 if top > 0 else h * 4)
     return bool(hidden.any())
@@ -306,7 +307,7 @@ def _grouped(ax: Axes, x_labels: tuple[str, ...] | list[str], series: tuple[str,
                    hatch="////", linewidth=0.8)
             ax.annotate("suppressed", (x[i] + offset, h), xytext=(0, 2),
                         textcoords="offset points", ha="center", va="bottom",
-                        rotation=rotation, fontsize=7.5, color=SUPPRESSED_COLOUR,
+                        rotation=rotation, fontsize=8, color=SUPPRESSED_COLOUR,
                         style="italic")
     ax.set_ylim(bottom * 1.1, (top if top > 0 else 4 * h) * 1.1 + h)
     return bool((~keep).any())

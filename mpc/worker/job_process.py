@@ -162,8 +162,8 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
               coordinator=coordinator, certificates=fingerprints, dealer=config.dealer,
               rules=asdict(order.rules), build_sha256=build_sha256(),
               policy_sha256=file_sha256(Path(config.source)))
-    definition = dataset.query if dataset.query is not None else str(dataset.path)
-    audit.commit_inputs(table_bytes(table.values, table.rows), definition, config.openings)
+    audit.commit_inputs(table_bytes(table.values, table.rows), dataset.definition(),
+                        config.openings)
     try:
         shares, requests = _compute(control, config, spec, job_id, rank, identity, mesh, order,
                                     table, audit)

@@ -27,6 +27,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mpc.config.keys import read_private_key
 from mpc.errors import AuditError
 
 GENESIS = "0" * 64
@@ -43,10 +44,11 @@ def entry_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
-def load_signing_key(path: Path) -> Ed25519PrivateKey:
+def load_signing_key(path: Path, source: str = "config") -> Ed25519PrivateKey:
+    data = read_private_key(path, source, "signing.key")
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError) as exc:
+        key = serialization.load_pem_private_key(data, password=None)
+    except ValueError as exc:
         raise AuditError(f"cannot load signing key {path}: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise AuditError(f"signing key {path} is not an Ed25519 key")

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from mpc.config.keys import read_private_key
 from mpc.config.party import TlsFiles
 from mpc.errors import ConfigError, TransportError
 
@@ -66,8 +67,8 @@ class TlsIdentity:
     @classmethod
     def load(cls, files: TlsFiles, expected_name: str | None = None,
              source: str = "config") -> TlsIdentity:
-        blobs = {}
-        for field in ("ca", "cert", "key"):
+        blobs = {"key": read_private_key(files.key, source, "tls.key")}
+        for field in ("ca", "cert"):
             path = getattr(files, field)
             try:
                 blobs[field] = path.read_bytes()

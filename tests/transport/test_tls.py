@@ -105,3 +105,31 @@ def test_dev_pki_names_roles_and_protects_keys(tmp_path: Path) -> None:
     assert (tmp_path / "ca.key").stat().st_mode & 0o077 == 0
     with pytest.raises(ValueError, match="invalid member name"):
         make_dev_pki(tmp_path / "other", ["Bad Name"])
+
+
+def test_a_private_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    from mpc.audit.log import load_signing_key
+    from mpc.errors import ConfigError
+
+    make_dev_pki(tmp_path, ["hospital_a"])
+    (tmp_path / "hospital_a.key").chmod(0o644)
+    with pytest.raises(ConfigError, match="accessible to others .*chmod 600"):
+        identity(tmp_path, "hospital_a")
+    (tmp_path / "hospital_a.sign.key").chmod(0o640)
+    with pytest.raises(ConfigError, match="hospital_a.sign.key is accessible to others"):
+        load_signing_key(tmp_path / "hospital_a.sign.key")
+
+
+def test_a_worker_refuses_to_start_with_an_exposed_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from mpc.demo import LocalFederation, PartySetup
+
+    fed = LocalFederation(tmp_path, {"hospital_a": PartySetup({"t": {"path": "t.csv"}}, ["x"])})
+    (fed.certs / "hospital_a.key").chmod(0o644)
+    proc = subprocess.run([sys.executable, "-m", "mpc", "worker", "--config",
+                           str(fed.party_config("hospital_a"))], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "hospital_a.key is accessible to others" in proc.stderr

@@ -175,9 +175,9 @@ def check_same(name: str, got: Tables, want: Tables) -> None:
         for field in ("values", "rows"):
             a, b = getattr(table, field), getattr(expected, field)
             if a.shape != b.shape or not np.array_equal(a, b):
-                bad = np.flatnonzero(a != b)[:5] if a.shape == b.shape else []
+                bad = np.flatnonzero(a != b)[:5].tolist() if a.shape == b.shape else []
                 raise Mismatch(f"{name}, {measure}: {field} differ from the reference "
-                               f"(first cells {list(bad)})")
+                               f"(first cells {bad})")
 
 
 def ratio_text(fast: float, slow: float) -> str:

@@ -23,6 +23,6 @@ def dealer(
 def _start(cfg: Any, identity: Any, audit: Any) -> tuple[grpc.Server, str]:
     from mpc.dealer.service import DealerService, start_dealer
 
-    service = DealerService(cfg.name, cfg.parties, audit, cfg.job_ttl_s)
+    service = DealerService(cfg.name, cfg.parties, audit, cfg.job_ttl_s, cfg.max_jobs)
     server, _ = start_dealer(identity, cfg.listen, service)
     return server, ""

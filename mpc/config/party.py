@@ -104,6 +104,37 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one job or message may ask of this party; larger ones get a clear refusal."""
+
+    max_spec_bytes: int = 1024 * 1024
+    max_cells: int = 1_000_000  # cells of one table
+    max_parties: int = 16
+    max_message_bytes: int = 256 * 1024 * 1024  # one peer message, reassembled
+    max_concurrent_jobs: int = 8
+    peer_timeout_s: float = 120.0  # the longest wait for one message from a peer
+
+    @classmethod
+    def parse(cls, f: Fields | None) -> Limits:
+        if f is None:
+            return cls()
+        d = cls()
+        limits = cls(
+            max_spec_bytes=f.int("max_spec_bytes", d.max_spec_bytes, minimum=1024),
+            max_cells=f.int("max_cells", d.max_cells, minimum=1),
+            max_parties=f.int("max_parties", d.max_parties, minimum=2),
+            max_message_bytes=f.int("max_message_bytes", d.max_message_bytes,
+                                    minimum=1024 * 1024),
+            max_concurrent_jobs=f.int("max_concurrent_jobs", d.max_concurrent_jobs, minimum=1),
+            peer_timeout_s=f.float("peer_timeout_s", d.peer_timeout_s),
+        )
+        if limits.peer_timeout_s <= 0:
+            raise f.error("peer_timeout_s", "must be positive")
+        f.done()
+        return limits
+
+
+@dataclass(frozen=True)
 class PartyConfig:
     name: str
     listen: str  # host:port of the worker's control service
@@ -119,6 +150,7 @@ class PartyConfig:
     job_timeout_s: float = 900.0
     connect_timeout_s: float = 30.0
     results_dir: Path | None = None
+    limits: Limits = field(default_factory=Limits)
     source: str = "<party>"
 
 
@@ -163,6 +195,7 @@ def load_party_config(path: Path) -> PartyConfig:
         job_timeout_s=f.float("job_timeout_s", 900.0),
         connect_timeout_s=f.float("connect_timeout_s", 30.0),
         results_dir=f.path("results_dir", None),
+        limits=Limits.parse(f.table("limits", None)),
         source=str(path),
     )
     f.done()
@@ -181,6 +214,7 @@ class DealerConfig:
     audit_log: Path
     parties: tuple[str, ...] | None  # identities allowed to request; None: any party cert
     job_ttl_s: float = 3600.0
+    max_jobs: int = 256  # jobs held at once (each holds its parties' seeds)
     source: str = "<dealer>"
 
 
@@ -198,6 +232,7 @@ def load_dealer_config(path: Path) -> DealerConfig:
         audit_log=audit.path("log"),
         parties=f.str_list("parties", None),
         job_ttl_s=f.float("job_ttl_s", 3600.0),
+        max_jobs=f.int("max_jobs", 256, minimum=1),
         source=str(path),
     )
     signing.done()

@@ -23,9 +23,9 @@ from mpc.engine.rng import KeyStream, new_seed
 from mpc.proto import common_pb2, dealer_pb2, dealer_pb2_grpc
 from mpc.transport.messages import tensor_chunks
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
+from mpc.transport.validate import job_id_problem
 
 log = logging.getLogger(__name__)
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_PARTIES = 64
 
 
@@ -43,11 +43,13 @@ class DealerJob:
 
 class DealerService(dealer_pb2_grpc.DealerServicer):
     def __init__(self, name: str, allowed_parties: tuple[str, ...] | None = None,
-                 audit: AuditLog | None = None, job_ttl_s: float = 3600.0) -> None:
+                 audit: AuditLog | None = None, job_ttl_s: float = 3600.0,
+                 max_jobs: int = 256) -> None:
         self.name = name
         self.allowed = allowed_parties
         self.audit = audit
         self.job_ttl_s = job_ttl_s
+        self.max_jobs = max_jobs
         self._jobs: dict[str, DealerJob] = {}
         self._lock = threading.Lock()
 
@@ -66,8 +68,8 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
         peer = require_peer(context, ["party"], self.allowed)
         parties = tuple(request.parties)
         problem = None
-        if not JOB_ID.match(request.job_id):
-            problem = "malformed job id"
+        if job_id_problem(request.job_id):
+            problem = job_id_problem(request.job_id)
         elif not 2 <= len(parties) <= MAX_PARTIES or len(set(parties)) != len(parties):
             problem = f"a job needs 2 to {MAX_PARTIES} distinct parties"
         elif not request.rank < len(parties) or parties[request.rank] != peer.name:
@@ -79,6 +81,9 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
         with self._lock:
             self._expire()
             job = self._jobs.get(request.job_id)
+            if job is None and len(self._jobs) >= self.max_jobs:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"the dealer holds {len(self._jobs)} jobs, its limit")
             if job is None:
                 seeds = [new_seed() for _ in parties]
                 job = DealerJob(parties, request.spec_sha256, seeds,

@@ -94,6 +94,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         *,
         advertise_host: str | None = None,
         recv_timeout_s: float = 300.0,
+        max_message_bytes: int = 256 * 1024 * 1024,
         observers: Sequence[Observer] = (),
     ) -> None:
         self.job_id = job_id
@@ -103,6 +104,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         self.host = host
         self.advertise_host = advertise_host or host
         self.recv_timeout_s = recv_timeout_s
+        self.max_message_bytes = max_message_bytes
         self.observers = list(observers)
         self.peers = [r for r in range(len(parties)) if r != rank]
         self._outbox: dict[int, queue.SimpleQueue[Any]] = {r: queue.SimpleQueue()
@@ -290,12 +292,19 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         current = self._partial[r]
         if frame.kind not in (Frame.TENSOR, Frame.OBJECT):
             raise ProtocolAbort(f"party {name} sent an unexpected frame kind {frame.kind}")
+        if len(frame.data) > codec.CHUNK_BYTES:
+            raise ProtocolAbort(f"party {name} sent a chunk of {len(frame.data)} bytes")
         if current is None:
             if frame.seq != self._recv_seq[r] or frame.chunk != 0 or frame.chunks == 0:
                 raise ProtocolAbort(
                     f"party {name} sent message {frame.seq} chunk {frame.chunk}; "
                     f"expected message {self._recv_seq[r]} chunk 0"
                 )
+            if frame.chunks * codec.CHUNK_BYTES > self.max_message_bytes + codec.CHUNK_BYTES:
+                raise ProtocolAbort(f"party {name} announced a message of {frame.chunks} "
+                                    f"chunks, over the limit of {self.max_message_bytes} bytes")
+            if len(frame.nonce) != 32 or len(frame.tag) > 64 or len(frame.shape) > 8:
+                raise ProtocolAbort(f"party {name} sent a malformed message header")
             current = _Inbound(frame.seq, frame.kind, frame.chunks, frame.dtype,
                                tuple(frame.shape), frame.nonce, frame.tag, [])
             self._partial[r] = current

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from cryptography.x509.oid import NameOID
 from mpc.config.keys import read_private_key
 from mpc.config.party import TlsFiles
 from mpc.errors import ConfigError, TransportError
+
+log = logging.getLogger(__name__)
 
 # Messages are chunked well below this; the limit only bounds a misbehaving sender.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -142,15 +145,14 @@ def require_peer(context: grpc.ServicerContext, roles: Iterable[str],
     """Abort the call unless the caller's certificate holds one of `roles` (and `names`)."""
     peer = peer_identity(context)
     roles = tuple(roles)
+    problem = None
     if peer.role not in roles:
-        context.abort(
-            grpc.StatusCode.PERMISSION_DENIED,
-            f"certificate of {peer.name!r} has role {peer.role!r}; this call needs "
-            f"{' or '.join(roles)}",
-        )
-    if names is not None:
-        allowed = tuple(names)
-        if peer.name not in allowed:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"{peer.name!r} is not allowed to make this call")
+        problem = (f"certificate of {peer.name!r} has role {peer.role!r}; this call needs "
+                   f"{' or '.join(roles)}")
+    elif names is not None and peer.name not in tuple(names):
+        problem = f"{peer.name!r} is not allowed to make this call"
+    if problem:
+        log.warning("refused a call from %s (certificate %s…): %s", context.peer(),
+                    peer.fingerprint[:16], problem)
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
     return peer

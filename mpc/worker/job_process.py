@@ -140,7 +140,9 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
     if wire is not None:
         observers.append(wire)
     mesh = PeerMesh(job_id, rank, spec.parties, identity, config.peer_host,
-                    advertise_host=config.peer_advertise, recv_timeout_s=config.job_timeout_s,
+                    advertise_host=config.peer_advertise,
+                    recv_timeout_s=config.limits.peer_timeout_s,
+                    max_message_bytes=config.limits.max_message_bytes,
                     observers=observers)
     control.mesh = mesh
     my_floors = floors(config)

@@ -23,6 +23,13 @@ def approve(config: PartyConfig, spec_bytes: bytes, coordinator: str) -> UseCase
     if pinned is not None and pinned != spec.sha256:
         raise refuse(f"use case {spec.name!r} is pinned to SHA-256 {pinned[:12]}…, "
                      f"the submitted spec has {spec.sha256[:12]}…")
+    limits = config.limits
+    if spec.cells > limits.max_cells:
+        raise refuse(f"the table has {spec.cells} cells; its limit is {limits.max_cells} "
+                     "([limits] max_cells)")
+    if len(spec.parties) > limits.max_parties:
+        raise refuse(f"the job has {len(spec.parties)} parties; its limit is "
+                     f"{limits.max_parties} ([limits] max_parties)")
     if config.name not in spec.parties:
         raise refuse(f"it is not one of the use case's parties ({', '.join(spec.parties)})")
     if spec.dataset not in config.datasets:

@@ -14,7 +14,6 @@ import hashlib
 import logging
 import multiprocessing as mp
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -30,12 +29,11 @@ from mpc.errors import PolicyRefused
 from mpc.proto import common_pb2, worker_pb2, worker_pb2_grpc
 from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_to_proto
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
+from mpc.transport.validate import MAX_REASON, address_problem, job_id_problem
 from mpc.worker.job_process import StartOrder, run_job
 from mpc.worker.policy import approve
 
 log = logging.getLogger(__name__)
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-MAX_SPEC_BYTES = 4 * 1024 * 1024
 Event = worker_pb2.JobEvent
 PHASES = {
     "accepted": Event.ACCEPTED, "local_table": Event.LOCAL_TABLE, "ready": Event.READY,
@@ -49,6 +47,7 @@ PHASES = {
 class JobHandle:
     job_id: str
     coordinator: str
+    parties: int
     process: Any
     conn: Any
     events: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
@@ -98,8 +97,17 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                ) -> Iterator[Event]:  # noqa: N802
         coordinator = require_peer(context, ["coordinator"]).name
         job_id = request.job_id
-        if not JOB_ID.match(job_id) or len(request.spec_toml) > MAX_SPEC_BYTES:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed job id or oversized spec")
+        limits = self.config.limits
+        problem = job_id_problem(job_id)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        if len(request.spec_toml) > limits.max_spec_bytes:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"the spec has {len(request.spec_toml)} bytes; {self.config.name} "
+                          f"takes at most {limits.max_spec_bytes}")
+        if len(self.jobs) >= limits.max_concurrent_jobs:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self.config.name} runs {len(self.jobs)} jobs already, its limit")
         self.audit.append("job_received", job=job_id, coordinator=coordinator,
                           spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
         try:
@@ -129,7 +137,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                                              coordinator))
             process.start()
             child.close()
-            handle = JobHandle(job_id, coordinator, process, parent)
+            handle = JobHandle(job_id, coordinator, len(spec.parties), process, parent)
             self.jobs[job_id] = handle
         threading.Thread(target=handle.pump, daemon=True, name=f"pump-{job_id[:8]}").start()
         log.info("job %s (%s) accepted from %s", job_id, spec.name, coordinator)
@@ -200,7 +208,11 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         caller = require_peer(context, ["coordinator"]).name
         handle = self.jobs.get(request.job_id)
         if handle is None or handle.coordinator != caller:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no job {request.job_id} from {caller}")
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"no job {request.job_id[:64]!r} from {caller}")
+        problem = _start_problem(request, handle.parties)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         order = StartOrder(endpoints=dict(request.peers), dealer_address=request.dealer_address,
                            rules=rules_from_proto(request.disclosure))
         self.audit.append("job_start", job=request.job_id, peers=len(order.endpoints),
@@ -214,7 +226,9 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     def Abort(self, request: worker_pb2.AbortRequest, context: grpc.ServicerContext
               ) -> worker_pb2.AbortReply:  # noqa: N802
         caller = require_peer(context, ["coordinator"]).name
-        reason = request.reason or "aborted by the coordinator"
+        if job_id_problem(request.job_id):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, job_id_problem(request.job_id))
+        reason = (request.reason or "aborted by the coordinator")[:MAX_REASON]
         with self._lock:
             handle = self.jobs.get(request.job_id)
             if handle is None:
@@ -239,6 +253,21 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         handle.conn.close()
         with self._lock:
             self.jobs.pop(handle.job_id, None)
+
+
+def _start_problem(request: worker_pb2.StartRequest, parties: int) -> str | None:
+    """What is wrong with a start order, if anything."""
+    if set(request.peers) != set(range(parties)):
+        return f"the order names ranks {sorted(request.peers)[:20]}, expected 0 to {parties - 1}"
+    for address in (*request.peers.values(), request.dealer_address):
+        problem = address_problem(address)
+        if problem:
+            return problem
+    rules = request.disclosure
+    if not (1 <= rules.min_cell <= 10**9 and 1 <= rules.min_contributors <= parties):
+        return (f"disclosure rules out of range (min_cell {rules.min_cell}, min_contributors "
+                f"{rules.min_contributors})")
+    return None
 
 
 def start_worker(config: PartyConfig, identity: TlsIdentity, audit: AuditLog,

@@ -80,6 +80,15 @@ class PeerLost(PeerFault):
         super().__init__(f"{reporter} lost the connection to {party}{detail}")
 
 
+class PeerSilent(PeerFault):
+    """A peer sent nothing for longer than the configured peer timeout."""
+
+    def __init__(self, party: str, reporter: str, timeout_s: float) -> None:
+        self.party = party
+        super().__init__(f"{reporter} got no message from {party} within {timeout_s:g} s "
+                         "(peer_timeout_s)")
+
+
 class ProtocolAbort(MpcError):
     """The joint computation cannot continue (desync, bad message, refused operation)."""
 

@@ -47,10 +47,12 @@ class Harness:
                                   audit=self.audit)
         return coordinator.run(parse_spec(spec_bytes))
 
+    def audit_events_of(self, member: str) -> list[dict[str, Any]]:
+        path = self.fed.logs / f"{member}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
     def audit_events(self, party: str, job_id: str) -> list[dict[str, Any]]:
-        path = self.fed.logs / f"{party}.jsonl"
-        entries = [json.loads(line) for line in path.read_text().splitlines()]
-        return [e for e in entries if e.get("job") == job_id]
+        return [e for e in self.audit_events_of(party) if e.get("job") == job_id]
 
     def assert_aborted_everywhere(self, job_id: str, skip: tuple[str, ...] = ()) -> None:
         """Every (surviving) worker records the job's end as an abort or a refusal, soon,

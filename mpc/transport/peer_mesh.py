@@ -22,7 +22,14 @@ from typing import Any
 import grpc
 import torch
 
-from mpc.errors import PeerAbort, PeerLost, PeerUnreachable, ProtocolAbort, TransportError
+from mpc.errors import (
+    PeerAbort,
+    PeerLost,
+    PeerSilent,
+    PeerUnreachable,
+    ProtocolAbort,
+    TransportError,
+)
 from mpc.proto import peer_pb2, peer_pb2_grpc
 from mpc.transport import codec
 from mpc.transport.tls import (
@@ -331,9 +338,8 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         try:
             item = self._inbox[src].get(timeout=self.recv_timeout_s)
         except queue.Empty:
-            raise TransportError(
-                f"no message from party {self.parties[src]} within {self.recv_timeout_s:.0f} s"
-            ) from None
+            raise PeerSilent(self.parties[src], self.parties[self.rank],
+                             self.recv_timeout_s) from None
         if isinstance(item, Exception):
             self._inbox[src].put(item)  # every later receive fails the same way
             raise item

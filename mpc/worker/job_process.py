@@ -35,6 +35,7 @@ from mpc.errors import (
     PeerAbort,
     PeerFault,
     PeerLost,
+    PeerSilent,
     PeerUnreachable,
     PolicyRefused,
     ProtocolAbort,
@@ -58,6 +59,7 @@ class StartOrder:
 def failure_code(exc: BaseException) -> str:
     for cls, code in ((PolicyRefused, "POLICY"), (DataError, "DATA"), (ConfigError, "CONFIG"),
                       (PeerAbort, "PEER"), (PeerUnreachable, "UNREACHABLE"), (PeerLost, "LOST"),
+                      (PeerSilent, "SILENT"),
                       (TransportError, "TRANSPORT"),
                       (DealerError, "DEALER"), (ProtocolAbort, "PROTOCOL"),
                       (EngineError, "ENGINE")):

@@ -54,6 +54,7 @@ class JobHandle:
     started: float = field(default_factory=time.monotonic)
     abort_reason: str | None = None  # set when the job must end before it finished
     audited: bool = False  # its end (done, failed or aborted) is in the audit log
+    finished: bool = False  # its process is ended and it is off the books
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send(self, kind: str, payload: Any) -> bool:
@@ -140,6 +141,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             handle = JobHandle(job_id, coordinator, len(spec.parties), process, parent)
             self.jobs[job_id] = handle
         threading.Thread(target=handle.pump, daemon=True, name=f"pump-{job_id[:8]}").start()
+        context.add_callback(lambda: self._on_stream_end(handle))
         log.info("job %s (%s) accepted from %s", job_id, spec.name, coordinator)
         # Whatever ends this stream (job end, abort, a coordinator that hangs up while
         # we yield), the finally clause ends the job process and audits how it ended.
@@ -241,13 +243,27 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             handle.send("abort", reason)
         return worker_pb2.AbortReply()
 
+    def _on_stream_end(self, handle: JobHandle) -> None:
+        """gRPC's callback when the Submit stream ends for any reason. A coordinator that
+        vanished ends the stream without resuming our generator, so this is what notices."""
+        if not handle.audited and handle.abort_reason is None:
+            handle.abort_reason = "the coordinator went away"
+        threading.Thread(target=self._finish, args=(handle, handle.abort_reason),
+                         daemon=True).start()
+
     def _finish(self, handle: JobHandle, abort_reason: str | None) -> None:
-        """End the job process (asking it to abort first if it has not ended) and audit."""
-        if abort_reason is not None and not handle.audited:
+        """End the job process (asking it to abort first if it has not ended) and audit;
+        once per job, whoever gets here first (the stream's end or its callback)."""
+        with handle.lock:
+            if handle.finished:
+                return
+            handle.finished = True
+            record = abort_reason is not None and not handle.audited
+            handle.audited = True
+        if record:
             log.warning("job %s aborted: %s", handle.job_id, abort_reason)
             self.audit.append("job_aborted", job=handle.job_id, code="ABORTED",
                               reason=abort_reason)
-            handle.audited = True
             handle.send("abort", abort_reason)
         handle.kill()
         handle.conn.close()

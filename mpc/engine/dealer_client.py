@@ -64,10 +64,12 @@ class DealerClient:
         raise AssertionError("unreachable")
 
     def join(self, spec_sha256: str, parties: Sequence[str], rank: int) -> bytes:
+        # No wait_for_ready: a dealer that is down, or a server that is not the dealer,
+        # fails the join (after the retries) instead of holding the job until its deadline.
         reply = self._call("join", lambda: self._stub.Join(
             dealer_pb2.JoinRequest(job_id=self.job_id, spec_sha256=spec_sha256,
                                    parties=list(parties), rank=rank),
-            timeout=self.timeout_s, wait_for_ready=True))
+            timeout=self.timeout_s))
         if len(reply.seed) != 32:
             raise DealerError(f"dealer {self.dealer_name} sent a seed of {len(reply.seed)} bytes")
         return reply.seed

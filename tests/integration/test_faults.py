@@ -109,6 +109,15 @@ def test_worker_killed_mid_job(harness: Harness) -> None:
     harness.assert_aborted_everywhere(failed.value.job_id, skip=("hospital_b",))
     harness.fed.start_worker("hospital_b")  # restarted, it continues its audit chain
     assert_next_job_succeeds(harness)
+    # The restarted worker's log is intact: one chain across the crash and the restart.
+    # (Its killed job has no end in its log, which the verifier reports as truncated.)
+    report = verify(harness.federation, sorted(harness.fed.logs.glob("*.jsonl")))
+    damage = [f for f in report.findings if f.member == "hospital_b"
+              and f.check in ("chain", "edited", "signature", "deleted", "order")]
+    assert damage == []
+    entries = harness.audit_events_of("hospital_b")
+    assert [e["seq"] for e in entries] == list(range(len(entries)))
+    assert [e["event"] for e in entries].count("service_start") == 2
 
 
 def test_coordinator_prints_who_failed_and_why(harness: Harness, tmp_path: Path) -> None:

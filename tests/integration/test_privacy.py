@@ -168,6 +168,22 @@ def test_nothing_but_the_release_is_in_the_clear(captured: tuple[Harness, Path])
         assert json.dumps(vector.tolist()) not in logs, name
         assert json.dumps(vector.tolist(), separators=(",", ":")) not in logs, name
 
+    # Nor in the services' own logs (stdout and stderr of workers, job processes, dealer),
+    # and no private key material anywhere.
+    service_logs = "".join(p.read_text(errors="replace")
+                           for p in harness.fed.service_logs.glob("*.log"))
+    assert "listening on" in service_logs
+    for r in payloads:
+        assert r["bytes"][:16].hex() not in service_logs
+        for element in as_int64(r)[:50] if r["dtype"] == "int64" else []:
+            if abs(int(element)) > 10**9:
+                assert str(int(element)) not in service_logs
+    everything = logs + service_logs
+    for key in harness.fed.certs.glob("*.key"):
+        for line in key.read_text().splitlines():
+            if not line.startswith("-----"):
+                assert line not in everything, f"material of {key.name} in a log"
+
 
 def test_leak_finder_catches_leaks() -> None:
     """The checks above can fail: a table sent in the clear, or opened, is reported."""

@@ -54,11 +54,12 @@ class Harness:
     def audit_events(self, party: str, job_id: str) -> list[dict[str, Any]]:
         return [e for e in self.audit_events_of(party) if e.get("job") == job_id]
 
-    def assert_aborted_everywhere(self, job_id: str, skip: tuple[str, ...] = ()) -> None:
-        """Every (surviving) worker records the job's end as an abort or a refusal, soon,
-        and no party holds a result file."""
+    def assert_aborted_everywhere(self, job_id: str, skip: tuple[str, ...] = (),
+                                  parties: list[str] | None = None) -> None:
+        """Every (surviving) worker of the job records its end as an abort or a refusal,
+        soon, and no party holds a result file."""
         deadline = time.monotonic() + 15
-        for party in self.fed.parties:
+        for party in parties or self.fed.parties:
             if party in skip:
                 continue
             while True:

@@ -12,17 +12,23 @@ MAX_ROWS = 200
 
 def print_released(table: ReleasedTable, console: Console) -> None:
     spec = table.spec
+    rules = (f"min_cell {table.rules.min_cell}, min_contributors "
+             f"{table.rules.min_contributors}, suppress_zero "
+             f"{str(table.rules.suppress_zero).lower()}")
+    if spec.noise is not None:
+        rules = (f"{spec.noise.mechanism} noise, epsilon {spec.noise.epsilon:g}; 95% of true "
+                 f"values within ± {table.interval}; min_cell {table.rules.min_cell}")
     rich_table = Table(title=f"{spec.name}: {spec.measure} by {', '.join(spec.group_by)}",
                        caption=f"suppressed: {table.suppressed_cells} of {len(table.keep)} cells "
-                               f"(min_cell {table.rules.min_cell}, min_contributors "
-                               f"{table.rules.min_contributors}, suppress_zero "
-                               f"{str(table.rules.suppress_zero).lower()})")
+                               f"({rules})")
     for column in spec.group_by:
         rich_table.add_column(column)
     rich_table.add_column("value", justify="right")
     rows = table.rows()
     for row in rows[:MAX_ROWS]:
         value = "[dim]suppressed[/dim]" if row["suppressed"] else str(row["value"])
+        if table.interval and not row["suppressed"]:
+            value += f" ± {table.interval}"
         rich_table.add_row(*(str(row[c]) for c in spec.group_by), value)
     console.print(rich_table)
     if len(rows) > MAX_ROWS:

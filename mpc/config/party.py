@@ -76,6 +76,7 @@ class Policy:
     pinned: dict[str, str] = field(default_factory=dict)  # use case name -> spec SHA-256
     min_cell_floor: int = 1
     min_contributors_floor: int = 1
+    budget: dict[str, float] = field(default_factory=dict)  # dataset -> total epsilon
 
     @classmethod
     def parse(cls, f: Fields) -> Policy:
@@ -92,12 +93,22 @@ class Policy:
                     raise pins.error(name, "pinned use case is not in policy.usecases")
                 pinned[name] = digest
             pins.done()
+        budget: dict[str, float] = {}
+        budgets = f.table("budget", None)
+        if budgets is not None:
+            for dataset in budgets.names():
+                epsilon = budgets.float(dataset)
+                if epsilon <= 0:
+                    raise budgets.error(dataset, "a privacy budget is a positive epsilon")
+                budget[dataset] = epsilon
+            budgets.done()
         policy = cls(
             coordinators=coordinators,
             usecases=usecases,
             pinned=pinned,
             min_cell_floor=f.int("min_cell_floor", 1, minimum=1),
             min_contributors_floor=f.int("min_contributors_floor", 1, minimum=1),
+            budget=budget,
         )
         f.done()
         return policy

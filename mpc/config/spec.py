@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 from dataclasses import dataclass, replace
@@ -67,6 +68,31 @@ class DisclosureRules:
 
 
 @dataclass(frozen=True)
+class Window:
+    """Rows whose `column` (a date) lies in [start, end): ISO dates, end exclusive."""
+
+    column: str
+    start: str
+    end: str
+
+    def overlaps(self, other: Window) -> bool:
+        return self.column != other.column or (self.start < other.end and other.start < self.end)
+
+
+NOISE_MECHANISMS = ("discrete_laplace", "discrete_gaussian")
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Differential privacy: noise drawn inside MPC before anything is opened."""
+
+    mechanism: str  # discrete_laplace (epsilon-DP) or discrete_gaussian ((epsilon, delta)-DP)
+    epsilon: float
+    delta: float = 0.0
+    sensitivity: int = 1  # how much one person can change the table (L1; L2 for Gaussian)
+
+
+@dataclass(frozen=True)
 class UseCaseSpec:
     name: str
     kind: Literal["aggregate"]
@@ -79,6 +105,12 @@ class UseCaseSpec:
     disclosure: DisclosureRules
     text: bytes  # the exact bytes the parties hash and agree on
     source: str = "<spec>"
+    family: str = ""  # jobs of one family are compared for differencing; default: the name
+    window: Window | None = None
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # column -> values kept
+    schedule: str | None = None  # "repeat": a scheduled repeat over non-overlapping windows
+    noise: Noise | None = None
+    round_to: int = 1  # released (noisy) values are rounded to a multiple of this
 
     @property
     def sha256(self) -> str:
@@ -129,6 +161,13 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
     inp = f.table("input")
     assert inp is not None
     dataset = inp.str("dataset")
+    window = _window(inp)
+    filters = _filters(inp)
+    schedule = inp.str("schedule", None)
+    if schedule not in (None, "repeat"):
+        raise inp.error("schedule", f"expected 'repeat', got {schedule!r}")
+    if schedule is not None and window is None:
+        raise inp.error("schedule", "a scheduled repeat needs a window (its period)")
     inp.done()
 
     agg = f.table("aggregate")
@@ -149,10 +188,17 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
         raise cat.error(extra[0], "not a group_by column")
     if measure.column in group_by:
         raise agg.error("measure", f"column {measure.column!r} is also a group_by column")
+    for column, _ in filters:
+        if column in group_by:
+            raise inp.error("filter", f"{column!r} is a group_by column: list fewer categories "
+                                      "instead of filtering it")
 
     disc = f.table("disclosure", None)
     rules = DisclosureRules()
+    noise, round_to = None, 1
     if disc is not None:
+        noise = _noise(disc)
+        round_to = disc.int("round_to", 1, minimum=1)
         rules = DisclosureRules(
             min_cell=disc.int("min_cell", rules.min_cell, minimum=1),
             suppress_zero=disc.bool("suppress_zero", rules.suppress_zero),
@@ -165,13 +211,73 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
                 "every non-zero cell would be suppressed",
             )
         disc.done()
+    family = f.str("family", name)
     f.done()
     spec = UseCaseSpec(
         name=name, kind="aggregate", parties=parties, recipients=recipients, dataset=dataset,
         group_by=group_by, measure=measure, categories=tuple(categories), disclosure=rules,
-        text=raw, source=source,
+        text=raw, source=source, family=family, window=window,
+        filters=filters, schedule=schedule, noise=noise, round_to=round_to,
     )
     if spec.cells > 10_000_000:
         raise ConfigError(source, f"the table has {spec.cells} cells; the limit is 10,000,000",
                           field="categories")
     return spec
+
+
+def _iso_date(table: Fields, key: str) -> str:
+    if not table.has(key):
+        raise table.error(key, "required field is missing")
+    value = table.raw(key)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+    raise table.error(key, f"expected a date like 2024-01-01, got {value!r}")
+
+
+def _window(inp: Fields) -> Window | None:
+    table = inp.table("window", None)
+    if table is None:
+        return None
+    window = Window(column=table.str("column"), start=_iso_date(table, "from"),
+                    end=_iso_date(table, "to"))
+    table.done()
+    if window.start >= window.end:
+        raise table.error("to", f"the window ends ({window.end}) before it starts "
+                                f"({window.start})")
+    return window
+
+
+def _filters(inp: Fields) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    table = inp.table("filter", None)
+    if table is None:
+        return ()
+    filters = tuple((column, table.str_list(column, as_text=True)) for column in table.names())
+    table.done()
+    if not filters:
+        raise inp.error("filter", "an empty filter keeps nothing: leave it out")
+    return filters
+
+
+def _noise(disc: Fields) -> Noise | None:
+    table = disc.table("noise", None)
+    if table is None:
+        return None
+    mechanism = table.str("mechanism")
+    if mechanism not in NOISE_MECHANISMS:
+        raise table.error("mechanism", f"expected one of {', '.join(NOISE_MECHANISMS)}")
+    noise = Noise(mechanism=mechanism, epsilon=table.float("epsilon"),
+                  delta=table.float("delta", 0.0),
+                  sensitivity=table.int("sensitivity", 1, minimum=1))
+    table.done()
+    if not 0 < noise.epsilon <= 20:
+        raise table.error("epsilon", "must be in (0, 20]")
+    if mechanism == "discrete_gaussian" and not 0 < noise.delta < 1:
+        raise table.error("delta", "the discrete Gaussian needs 0 < delta < 1")
+    if mechanism == "discrete_laplace" and noise.delta != 0:
+        raise table.error("delta", "the discrete Laplace mechanism takes no delta")
+    return noise

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mpc.config.party import DatasetConfig
-from mpc.config.spec import Measure, UseCaseSpec
+from mpc.config.spec import Measure, UseCaseSpec, Window
 from mpc.connectors.omop import register_treatments
 from mpc.errors import ConfigError, DataError
 
@@ -46,6 +46,8 @@ class TableRequest:
     group_by: tuple[str, ...]
     categories: tuple[tuple[str, tuple[str, ...]], ...]  # in group_by order, values as text
     measure: Measure
+    window: Window | None = None  # only rows in this period
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # only rows with these values
 
     @classmethod
     def from_spec(cls, spec: UseCaseSpec, party: str) -> TableRequest:
@@ -53,7 +55,8 @@ class TableRequest:
             raise ConfigError(spec.source, f"{party!r} is not a party of this use case",
                               field="parties")
         return cls(party=party, dataset=spec.dataset, group_by=spec.group_by,
-                   categories=spec.categories, measure=spec.measure)
+                   categories=spec.categories, measure=spec.measure, window=spec.window,
+                   filters=spec.filters)
 
     @property
     def cells(self) -> int:
@@ -90,6 +93,9 @@ def _needed_columns(request: TableRequest) -> list[str]:
     needed = list(request.group_by)
     if request.measure.column is not None:
         needed.append(request.measure.column)
+    if request.window is not None:
+        needed.append(request.window.column)
+    needed += [column for column, _ in request.filters]
     return needed
 
 
@@ -252,6 +258,18 @@ def _group_query(request: TableRequest, src: str, quote: Callable[[str], str],
         value = f"COUNT(DISTINCT {col})" if measure.kind == "count_distinct" else f"SUM({col})"
     select = ", ".join([*keys, "COUNT(*) AS n_rows", f"{value} AS value"])
     sql = f"SELECT {select} FROM {src}"
+    # The window and filters are pushed down too; ISO dates compare correctly as text or
+    # as dates, and every literal is quoted.
+    conditions = []
+    if request.window is not None:
+        col = quote(request.window.column)
+        conditions.append(f"{col} >= {_sql_string(request.window.start)} AND "
+                          f"{col} < {_sql_string(request.window.end)}")
+    for column, values in request.filters:
+        listed = ", ".join(_sql_string(v) for v in values)
+        conditions.append(f"{as_text(quote(column))} IN ({listed})")
+    if conditions:
+        sql += " WHERE " + " AND ".join(f"({c})" for c in conditions)
     if keys:
         sql += " GROUP BY " + ", ".join(keys)
     return sql

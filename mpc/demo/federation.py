@@ -45,6 +45,7 @@ class PartySetup:
     min_contributors_floor: int = 1
     coordinators: Sequence[str] = (COORDINATOR,)
     job_timeout_s: float = 300.0
+    budget: Mapping[str, float] = field(default_factory=dict)  # dataset -> epsilon
     extra: Mapping[str, Any] = field(default_factory=dict)  # more top-level config fields
 
 
@@ -93,7 +94,8 @@ class LocalFederation:
                            "usecases": list(setup.usecases),
                            "min_cell_floor": setup.min_cell_floor,
                            "min_contributors_floor": setup.min_contributors_floor,
-                           **({"pinned": dict(setup.pinned)} if setup.pinned else {})},
+                           **({"pinned": dict(setup.pinned)} if setup.pinned else {}),
+                           **({"budget": dict(setup.budget)} if setup.budget else {})},
                 **setup.extra,
             }
             path = self.party_config(party)

@@ -15,7 +15,7 @@ import torch
 
 from mpc.config.spec import DisclosureRules
 from mpc.engine.secret import MpcContext, Secret
-from mpc.protocols.disclosure import keep_mask
+from mpc.protocols.disclosure import keep_mask, noisy_keep_mask
 
 Phase = Callable[[str], None]
 
@@ -29,15 +29,23 @@ class Released:
 
 
 def aggregate(ctx: MpcContext, values: torch.Tensor, rows: torch.Tensor,
-              rules: DisclosureRules, phase: Phase = lambda _: None) -> Released:
+              rules: DisclosureRules, phase: Phase = lambda _: None,
+              noise: torch.Tensor | None = None) -> Released:
+    """With `noise` (this party's share, see noise.py), the noisy total is what the rules
+    see: suppression then is post-processing of a differentially private value, so only
+    min_cell applies (the contributor rule would look at the raw data)."""
     phase("sharing")
-    local = torch.stack([values, (rows > 0).long()])
-    inputs = ctx.share_from_each(local)
+    rows_in = [values, (rows > 0).long()] + ([noise] if noise is not None else [])
+    inputs = ctx.share_from_each(torch.stack(rows_in))
     phase("computing")
     total = inputs[0]
     for x in inputs[1:]:
         total = total + x
     value, contributors = total[0], total[1]
     phase("disclosure")
+    if noise is not None:
+        noisy = value + total[2]
+        keep = noisy_keep_mask(ctx, noisy, rules)
+        return Released(keep=keep, value=noisy * keep)
     keep = keep_mask(ctx, value, contributors, rules)
     return Released(keep=keep, value=value * keep)

@@ -28,3 +28,9 @@ def keep_mask(ctx: MpcContext, value: Secret, contributors: Secret,
     if not rules.suppress_zero:
         keep = keep + (1 - passed[-1])  # value < 1, i.e. zero: counts are never negative
     return keep
+
+
+def noisy_keep_mask(ctx: MpcContext, noisy: Secret, rules: DisclosureRules) -> Secret:
+    """With differentially private noise: release a cell when its noisy value reaches
+    min_cell (zeros and negative noisy values included in 'below')."""
+    return (noisy - rules.min_cell).nonnegative()

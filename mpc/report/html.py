@@ -52,12 +52,14 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
         "measure": str(spec.measure),
         "measure_words": _measure_words(spec.measure),
         "rules": rules,
-        "rules_words": _rules_words(rules, spec.disclosure, len(spec.parties)),
+        "rules_words": (_noise_words(table) if spec.noise is not None else
+                        _rules_words(rules, spec.disclosure, len(spec.parties))),
         "suppressed_title": _suppressed_title(rules),
         "cells": len(keep),
         "suppressed_cells": int((~keep).sum()),
         "rows": [
-            {"cells": combo, "suppressed": not k, "value": int(v), "shown": f"{int(v):,}"}
+            {"cells": combo, "suppressed": not k, "value": int(v),
+             "shown": f"{int(v):,}" + (f" ± {table.interval}" if table.interval else "")}
             for combo, k, v in zip(spec.category_rows(), keep, released, strict=True)
         ],
         "margins": _margins(table, keep, released),
@@ -100,6 +102,29 @@ def _measure_words(measure: Measure) -> str:
 
 def _parties(n: int) -> str:
     return f"{n} party has" if n == 1 else f"{n} parties have"
+
+
+def _noise_words(table: ReleasedTable) -> list[str]:
+    """The differential privacy guarantee, for a data protection officer."""
+    noise, rules = table.spec.noise, table.rules
+    assert noise is not None
+    name = ("discrete Laplace" if noise.mechanism == "discrete_laplace"
+            else "discrete Gaussian")
+    guarantee = (f"epsilon = {noise.epsilon:g}" if noise.mechanism == "discrete_laplace"
+                 else f"epsilon = {noise.epsilon:g}, delta = {noise.delta:g}")
+    return [
+        f"Differential privacy ({name} noise, {guarantee}, for changes of up to "
+        f"{noise.sensitivity} per person): every value is the true value plus random noise, "
+        "drawn inside the computation from all parties' shares, so no party and no recipient "
+        "knows the noise, and whether any one person's records were in the data changes the "
+        f"chance of any release by at most a factor e^{noise.epsilon:g}.",
+        f"The true value lies within ± {table.interval} of the released value with 95% "
+        "probability (shown next to each value).",
+        f"Cells whose noisy value is below {rules.min_cell} are suppressed; this decision "
+        "looks only at the noisy value, so it costs no privacy."
+        + (f" Values are rounded to multiples of {table.spec.round_to}."
+           if table.spec.round_to > 1 else ""),
+    ]
 
 
 def _rules_words(rules: DisclosureRules, asked: DisclosureRules, parties: int) -> list[str]:

@@ -44,6 +44,25 @@ class ReleasedTable:
     value: np.ndarray
     released_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    interval: int | None = None  # with noise: released value +- interval covers 95%
+
+    @classmethod
+    def post_process(cls, spec: UseCaseSpec, rules: DisclosureRules, job_id: str,
+                     keep: np.ndarray, value: np.ndarray) -> ReleasedTable:
+        """What every recipient does to an opened release: round to the spec's round_to
+        (never below min_cell), and state the noise's 95% interval. Post-processing of a
+        differentially private value costs no privacy."""
+        interval = None
+        if spec.noise is not None:
+            from mpc.protocols.noise import interval_half_width
+
+            interval = interval_half_width(spec.noise, len(spec.parties))
+        if spec.round_to > 1:
+            r = spec.round_to
+            floor = -(-rules.min_cell // r) * r  # the smallest multiple of r >= min_cell
+            rounded = (value + r // 2) // r * r
+            value = np.where(keep & (value != 0), np.maximum(rounded, floor), 0)
+        return cls(spec, rules, job_id, keep, value, interval=interval)
 
     def rows(self) -> list[dict[str, Any]]:
         out = []
@@ -86,6 +105,10 @@ class ReleasedTable:
                            "min_contributors": self.rules.min_contributors},
             "cells": len(self.keep),
             "suppressed_cells": self.suppressed_cells,
+            "noise": None if spec.noise is None else {
+                "mechanism": spec.noise.mechanism, "epsilon": spec.noise.epsilon,
+                "delta": spec.noise.delta, "sensitivity": spec.noise.sensitivity,
+                "interval_95": self.interval, "round_to": spec.round_to},
             "rows": self.rows(),
         }
 

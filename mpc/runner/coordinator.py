@@ -121,7 +121,7 @@ class Coordinator:
         table = None
         if shares is not None:
             keep, value = reconstruct(shares[0], shares[1], spec.cells)
-            table = ReleasedTable(spec, rules, job_id, keep, value)
+            table = ReleasedTable.post_process(spec, rules, job_id, keep, value)
             self._record("result", job=job_id, **table.audit_fields())
         self._record("party_heads", job=job_id,
                      heads=[_head(p.head) for p in parties if p.head is not None])

@@ -189,6 +189,7 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
     from mpc.engine.dealer_client import DealerClient
     from mpc.engine.session import EngineSession
     from mpc.protocols.aggregate import aggregate
+    from mpc.protocols.noise import noise_generator, noise_share
     from mpc.report.table import ReleasedTable, reconstruct, write_result
 
     dealer = DealerClient(identity, order.dealer_address, config.dealer, job_id)
@@ -198,8 +199,13 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
         session = EngineSession(mesh, party_stream(seed, job_id, rank),
                                 dealer.correlation if rank == 0 else None)
         with session as ctx:
+            noise = None
+            if spec.noise is not None:
+                share = noise_share(spec.noise, len(spec.parties), spec.cells,
+                                    noise_generator())
+                noise = torch.from_numpy(share)
             released = aggregate(ctx, torch.from_numpy(table.values), torch.from_numpy(table.rows),
-                                 order.rules, phase=control.emit)
+                                 order.rules, phase=control.emit, noise=noise)
             shares = {}
             if COORDINATOR in spec.recipients:
                 shares = {"keep": ctx.release_share(released.keep),
@@ -213,7 +219,7 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
                 value = ctx.open_to(released.value, dst)
                 if dst == rank:
                     kept, values = reconstruct([keep], [value], spec.cells)
-                    result = ReleasedTable(spec, order.rules, job_id, kept, values)
+                    result = ReleasedTable.post_process(spec, order.rules, job_id, kept, values)
                     audit.add("result", **result.audit_fields())
                     folder = write_result(result, config.results_dir or config.audit_log.parent)
                     log.info("released result written to %s", folder)

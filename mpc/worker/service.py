@@ -31,6 +31,8 @@ from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_to_p
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
 from mpc.transport.validate import MAX_REASON, address_problem, job_id_problem
 from mpc.worker.job_process import StartOrder, run_job
+from mpc.worker.ledger import EVENT as LEDGER_EVENT
+from mpc.worker.ledger import Ledger
 from mpc.worker.policy import approve
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.config = config
         self.audit = audit
         self.jobs: dict[str, JobHandle] = {}
+        self.ledger = Ledger.from_log(config.audit_log)
         self._aborted: collections.deque[str] = collections.deque(maxlen=1024)
         self._lock = threading.Lock()
         self._mp = mp.get_context("spawn")  # never fork a process that runs gRPC
@@ -113,6 +116,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                           spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
         try:
             spec = approve(self.config, request.spec_toml, coordinator)
+            self.ledger.reserve(self.config.name, job_id, spec,
+                                self.config.policy.budget.get(spec.dataset))
         except PolicyRefused as exc:
             self.audit.append("policy_decision", job=job_id, approved=False, reason=exc.reason,
                               spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
@@ -130,6 +135,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 reason = "the job was already aborted" if job_id in self._aborted else \
                     "a job with this id exists"
                 self.audit.append("job_aborted", job=job_id, code="ABORTED", reason=reason)
+                self.ledger.cancel(job_id)
                 yield self._failure(job_id, "ABORTED", reason)
                 return
             parent, child = self._mp.Pipe()
@@ -173,6 +179,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             except queue.Empty:
                 continue
             phase = event["phase"]
+            if phase in ("released", "done"):
+                self._record_release(handle.job_id)
             if phase == "exited":
                 handle.abort_reason = "the job process ended unexpectedly"
                 yield self._failure(handle.job_id, "INTERNAL", handle.abort_reason)
@@ -243,6 +251,12 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             handle.send("abort", reason)
         return worker_pb2.AbortReply()
 
+    def _record_release(self, job_id: str) -> None:
+        """Data left this party for this job: its ledger entry becomes permanent."""
+        release = self.ledger.commit(job_id)
+        if release is not None:
+            self.audit.append(LEDGER_EVENT, **release.fields())
+
     def _on_stream_end(self, handle: JobHandle) -> None:
         """gRPC's callback when the Submit stream ends for any reason. A coordinator that
         vanished ends the stream without resuming our generator, so this is what notices."""
@@ -265,6 +279,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             self.audit.append("job_aborted", job=handle.job_id, code="ABORTED",
                               reason=abort_reason)
             handle.send("abort", abort_reason)
+        self.ledger.cancel(handle.job_id)  # a no-op once the release is recorded
         handle.kill()
         handle.conn.close()
         with self._lock:

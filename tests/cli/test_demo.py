@@ -92,3 +92,17 @@ def test_certs_command(tmp_path: Path) -> None:
     for name in ("ca", "hospital_a", "hospital_b", "dealer", "coordinator"):
         assert (tmp_path / f"{name}.pem").exists()
     assert (tmp_path / "hospital_a.sign.key").stat().st_mode & 0o077 == 0
+
+
+def test_demo_with_differential_privacy(tmp_path: Path) -> None:
+    out = tmp_path / "dp"
+    spec = Path(__file__).resolve().parents[2] / "usecases" / "oncology-product-use-dp.toml"
+    proc = mpc("demo", "--out", str(out), "--usecase", str(spec), "--patients", "2000")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((out / "oncology-product-use-dp" / "result.json").read_text())
+    noise = result["noise"]
+    assert noise["mechanism"] == "discrete_laplace" and noise["epsilon"] == 1.0
+    assert noise["interval_95"] >= 1
+    report = (out / "oncology-product-use-dp" / "report.html").read_text()
+    assert f"± {noise['interval_95']}" in report and "Differential privacy" in report
+    assert "Audit of 5 signed logs: PASS" in proc.stdout

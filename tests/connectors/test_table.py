@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from mpc.config.party import DatasetConfig
-from mpc.config.spec import Measure
+from mpc.config.spec import Measure, Window
 from mpc.connectors import LocalTable, TableRequest, compute_local_table
 from mpc.errors import DataError
 from tests.pg import Postgres
@@ -289,3 +289,20 @@ def test_postgres_counts_where_the_data_lives(postgres: Postgres) -> None:
                   if table in line and "statement: SELECT" in line]
     assert any("GROUP BY" in line.upper() for line in statements), statements
     assert all("GROUP BY" in line.upper() or "LIMIT" in line.upper() for line in statements)
+
+
+def test_window_and_filter_are_pushed_down(tmp_path: Path, writer) -> None:
+    df = make_frame()
+    df["start_date"] = pd.date_range("2023-10-01", periods=len(df), freq="D").strftime(
+        "%Y-%m-%d")
+    df["indication"] = np.random.default_rng(5).choice(["NSCLC", "SCLC", "breast"], len(df))
+    dataset = writer(tmp_path, df)
+    window = Window("start_date", "2024-01-01", "2024-04-01")
+    req = TableRequest(party="hospital_a", dataset="treatments", group_by=("product", "line"),
+                       categories=CATEGORIES,
+                       measure=Measure("count"), window=window,
+                       filters=(("indication", ("NSCLC", "SCLC")),))
+    kept = df[(df.start_date >= "2024-01-01") & (df.start_date < "2024-04-01")
+              & df.indication.isin(["NSCLC", "SCLC"])]
+    assert 0 < len(kept) < len(df)
+    assert_equal(compute_local_table(dataset, req), expected(kept, req))

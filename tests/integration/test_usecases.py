@@ -18,7 +18,9 @@ from mpc.synth import generate_federation
 from tests.conftest import Harness, start_federation
 from tests.helpers import plaintext_release_frames
 
-USECASES = sorted((Path(__file__).resolve().parents[2] / "usecases").glob("*.toml"))
+ALL = sorted((Path(__file__).resolve().parents[2] / "usecases").glob("*.toml"))
+USECASES = [u for u in ALL if load_spec(u).noise is None]
+NOISY = [u for u in ALL if load_spec(u).noise is not None]
 
 
 def treatments_from_omop(folder: Path) -> pd.DataFrame:
@@ -55,8 +57,9 @@ def treatments_from_omop(folder: Path) -> pd.DataFrame:
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Harness, dict]]:
     root = tmp_path_factory.mktemp("usecases")
     data = generate_federation(root / "data", patients=2500, seed=19)
-    names = [load_spec(u).name for u in USECASES]
-    setups = {h: PartySetup({"treatments": {"omop": str(f)}}, names)
+    names = [load_spec(u).name for u in ALL]
+    setups = {h: PartySetup({"treatments": {"omop": str(f)}}, names,
+                            budget={"treatments": 5.0})
               for h, f in data.hospitals.items()}
     setups |= {i: PartySetup({"claims": {"path": str(f)}}, names)
                for i, f in data.insurers.items()}
@@ -84,3 +87,18 @@ def test_usecase_release_equals_plaintext(federation: tuple[Harness, dict],
     np.testing.assert_array_equal(outcome.table.keep, keep)
     np.testing.assert_array_equal(outcome.table.value, value)
     assert total.sum() > 0
+
+
+@pytest.mark.parametrize("usecase", NOISY, ids=lambda p: p.stem)
+def test_noisy_usecase_is_close_to_the_truth(federation: tuple[Harness, dict],
+                                             usecase: Path) -> None:
+    harness, frames = federation
+    spec = load_spec(usecase)
+    outcome = harness.run(spec.text)
+    table = outcome.table
+    assert table is not None and table.interval is not None
+    _, _, total = plaintext_release_frames(frames, spec, outcome.rules)
+    error = np.abs(table.value[table.keep] - total[table.keep])
+    assert (error <= 10 * table.interval).all()  # the noise is small against the counts
+    assert (table.value[table.keep] >= outcome.rules.min_cell).all()
+    assert (error > 0).any(), "no noise was added"

@@ -10,6 +10,7 @@ log (`release_recorded`), so it survives restarts and auditors see it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass
@@ -34,26 +35,37 @@ class Release:
     schedule: str | None
     epsilon: float = 0.0
     delta: float = 0.0
+    spec_sha256: str = ""
+    definition_sha256: str = ""  # of the dataset's definition (file or query) at the time
+    categories: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
-    def of(cls, job: str, spec: UseCaseSpec) -> Release:
+    def of(cls, job: str, spec: UseCaseSpec, definition: str = "") -> Release:
         noise = spec.noise
         return cls(job=job, usecase=spec.name, family=spec.family, dataset=spec.dataset,
                    parties=tuple(sorted(spec.parties)), window=spec.window,
                    filters=spec.filters, schedule=spec.schedule,
-                   epsilon=noise.epsilon if noise else 0.0, delta=noise.delta if noise else 0.0)
+                   epsilon=noise.epsilon if noise else 0.0, delta=noise.delta if noise else 0.0,
+                   spec_sha256=spec.sha256,
+                   definition_sha256=hashlib.sha256(definition.encode()).hexdigest(),
+                   categories=spec.categories)
 
     def fields(self) -> dict[str, Any]:
         return {**asdict(self), "window": asdict(self.window) if self.window else None,
-                "filters": {c: list(v) for c, v in self.filters}}
+                # pairs, not objects: the log's canonical JSON sorts object keys
+                "filters": [[c, list(v)] for c, v in self.filters],
+                "categories": [[c, list(v)] for c, v in self.categories]}
 
     @classmethod
     def from_entry(cls, e: dict[str, Any]) -> Release:
         return cls(job=e["job"], usecase=e["usecase"], family=e["family"],
                    dataset=e["dataset"], parties=tuple(e["parties"]),
                    window=Window(**e["window"]) if e["window"] else None,
-                   filters=tuple((c, tuple(v)) for c, v in e["filters"].items()),
-                   schedule=e["schedule"], epsilon=e["epsilon"], delta=e["delta"])
+                   filters=tuple((c, tuple(v)) for c, v in e["filters"]),
+                   schedule=e["schedule"], epsilon=e["epsilon"], delta=e["delta"],
+                   spec_sha256=e.get("spec_sha256", ""),
+                   definition_sha256=e.get("definition_sha256", ""),
+                   categories=tuple((c, tuple(v)) for c, v in e.get("categories", [])))
 
     def scope_overlaps(self, other: Release) -> bool:
         """Whether the two releases counted some rows in common (could be differenced)."""
@@ -88,10 +100,10 @@ class Ledger:
         return sum(r.epsilon for r in (*self.releases, *self._pending.values())
                    if r.dataset == dataset)
 
-    def reserve(self, party: str, job: str, spec: UseCaseSpec,
-                budget: float | None) -> Release:
+    def reserve(self, party: str, job: str, spec: UseCaseSpec, budget: float | None,
+                definition: str = "") -> Release:
         """Check the job against every earlier (and running) release; hold its budget."""
-        new = Release.of(job, spec)
+        new = Release.of(job, spec, definition)
         refuse = lambda reason: PolicyRefused(party, reason)  # noqa: E731
         with self._lock:
             for old in (*self.releases, *self._pending.values()):

@@ -117,7 +117,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         try:
             spec = approve(self.config, request.spec_toml, coordinator)
             self.ledger.reserve(self.config.name, job_id, spec,
-                                self.config.policy.budget.get(spec.dataset))
+                                self.config.policy.budget.get(spec.dataset),
+                                self.config.datasets[spec.dataset].definition())
         except PolicyRefused as exc:
             self.audit.append("policy_decision", job=job_id, approved=False, reason=exc.reason,
                               spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())

@@ -64,9 +64,9 @@ def demo(
                       f"insurers, dispensing at pharmacies) in {data}/")
         generate_federation(data, patients=patients, seed=seed)
     # A privacy budget for differentially private use cases: ten jobs at epsilon 1.
-    setups = {p: PartySetup(datasets={spec.dataset: find_dataset(data, p, spec.dataset)},
-                            usecases=[spec.name], budget={spec.dataset: 10.0})
-              for p in spec.parties}
+    setups = {p: PartySetup(
+        datasets={spec.dataset_of(p): find_dataset(data, p, spec.dataset_of(p))},
+        usecases=[spec.name], budget={spec.dataset_of(p): 10.0}) for p in spec.parties}
     federation = LocalFederation(out, setups)
     console.print(f"Starting the dealer and {len(spec.parties)} workers on loopback "
                   f"(mutual TLS; service logs in {federation.service_logs}/)")

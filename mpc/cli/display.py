@@ -19,7 +19,7 @@ def print_released(table: ReleasedTable, console: Console) -> None:
         rules = (f"{spec.noise.mechanism} noise, epsilon {spec.noise.epsilon:g}; 95% of true "
                  f"values within ± {table.interval}; min_cell {table.rules.min_cell}")
     rich_table = Table(title=f"{spec.name}: {spec.measure} by {', '.join(spec.group_by)}",
-                       caption=f"suppressed: {table.suppressed_cells} of {len(table.keep)} cells "
+                       caption=f"suppressed: {table.suppressed_cells} of {spec.cells} cells "
                                f"({rules})")
     for column in spec.group_by:
         rich_table.add_column(column)
@@ -31,5 +31,9 @@ def print_released(table: ReleasedTable, console: Console) -> None:
             value += f" ± {table.interval}"
         rich_table.add_row(*(str(row[c]) for c in spec.group_by), value)
     console.print(rich_table)
+    scalar = table.scalar()
+    if scalar is not None:
+        shown = "suppressed" if scalar["suppressed"] else f"{scalar['value']:,}"
+        console.print(f"{spec.scalar} persons: {shown}")
     if len(rows) > MAX_ROWS:
         console.print(f"... {len(rows) - MAX_ROWS} more rows in result.csv")

@@ -92,10 +92,43 @@ class Noise:
     sensitivity: int = 1  # how much one person can change the table (L1; L2 for Gaussian)
 
 
+PARTIES_SEEN = "parties_seen"  # the overlap histogram's one column
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """One row per person: the first (or last) of its rows ordered by a column."""
+
+    order_by: str
+    keep: str = "first"
+
+
+@dataclass(frozen=True)
+class Side:
+    party: str
+    dataset: str
+    by: tuple[str, ...]
+    reduce: Reduce | None = None
+
+
+@dataclass(frozen=True)
+class Linkage:
+    key: str  # the column that identifies a person at both parties
+    left: Side
+    right: Side
+    pad_to: int  # public bound: each list is padded with dummies to this many persons
+
+
+@dataclass(frozen=True)
+class Overlap:
+    key: str
+    pad_to: int
+
+
 @dataclass(frozen=True)
 class UseCaseSpec:
     name: str
-    kind: Literal["aggregate"]
+    kind: Literal["aggregate", "linkage", "overlap"]
     parties: tuple[str, ...]
     recipients: tuple[str, ...]
     dataset: str
@@ -111,6 +144,25 @@ class UseCaseSpec:
     schedule: str | None = None  # "repeat": a scheduled repeat over non-overlapping windows
     noise: Noise | None = None
     round_to: int = 1  # released (noisy) values are rounded to a multiple of this
+    linkage: Linkage | None = None
+    overlap: Overlap | None = None
+
+    @property
+    def scalar(self) -> str | None:
+        """The single value released besides the table: linked or distinct persons."""
+        return {"linkage": "linked", "overlap": "distinct"}.get(self.kind)
+
+    @property
+    def released_size(self) -> int:
+        """How many values a release holds: the cells, then the scalar if any."""
+        return self.cells + (1 if self.scalar else 0)
+
+    def dataset_of(self, party: str) -> str:
+        """The dataset `party` computes on in this job."""
+        if self.linkage is not None:
+            side = self.linkage.left if party == self.linkage.left.party else self.linkage.right
+            return side.dataset
+        return self.dataset
 
     @property
     def sha256(self) -> str:
@@ -140,14 +192,16 @@ def load_spec(path: Path) -> UseCaseSpec:
     return parse_spec(raw, str(path))
 
 
+KINDS = ("aggregate", "linkage", "overlap")
+MAX_PAD = 10_000_000
+
+
 def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
     f = Fields(parse_toml(raw, source), source)
     name = f.str("name")
     kind = f.str("kind")
-    if kind in ("linkage", "overlap"):
-        raise f.error("kind", f"'{kind}' jobs are not supported by this version yet")
-    if kind != "aggregate":
-        raise f.error("kind", f"unknown kind {kind!r} (expected 'aggregate')")
+    if kind not in KINDS:
+        raise f.error("kind", f"unknown kind {kind!r} (expected {', '.join(KINDS)})")
     parties = f.str_list("parties")
     if len(parties) < 2:
         raise f.error("parties", "a joint computation needs at least two parties")
@@ -158,43 +212,59 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
         if r != COORDINATOR and r not in parties:
             raise f.error("recipients", f"{r!r} is neither '{COORDINATOR}' nor a party of the job")
 
-    inp = f.table("input")
-    assert inp is not None
-    dataset = inp.str("dataset")
-    window = _window(inp)
-    filters = _filters(inp)
-    schedule = inp.str("schedule", None)
-    if schedule not in (None, "repeat"):
-        raise inp.error("schedule", f"expected 'repeat', got {schedule!r}")
-    if schedule is not None and window is None:
-        raise inp.error("schedule", "a scheduled repeat needs a window (its period)")
-    inp.done()
-
-    agg = f.table("aggregate")
-    assert agg is not None
-    group_by = agg.str_list("group_by")
-    measure = Measure.parse(agg.str("measure", "count"), agg, "measure")
-    agg.done()
-
-    cat = f.table("categories")
-    assert cat is not None
-    categories = []
-    for column in group_by:
-        if not cat.has(column):
-            raise cat.error(column, "every group_by column needs its list of categories")
-        categories.append((column, cat.str_list(column, as_text=True)))
-    extra = sorted(set(cat.names()) - set(group_by))
-    if extra:
-        raise cat.error(extra[0], "not a group_by column")
-    if measure.column in group_by:
-        raise agg.error("measure", f"column {measure.column!r} is also a group_by column")
+    dataset, window, filters, schedule = "", None, (), None
+    linkage, overlap = None, None
+    measure = Measure("count")
+    if kind == "linkage":
+        linkage, group_by = _linkage(f, parties)
+    else:
+        inp = f.table("input")
+        assert inp is not None
+        dataset = inp.str("dataset")
+        window = _window(inp)
+        filters = _filters(inp)
+        schedule = inp.str("schedule", None)
+        if schedule not in (None, "repeat"):
+            raise inp.error("schedule", f"expected 'repeat', got {schedule!r}")
+        if schedule is not None and window is None:
+            raise inp.error("schedule", "a scheduled repeat needs a window (its period)")
+        inp.done()
+    if kind == "aggregate":
+        agg = f.table("aggregate")
+        assert agg is not None
+        group_by = agg.str_list("group_by")
+        measure = Measure.parse(agg.str("measure", "count"), agg, "measure")
+        agg.done()
+        if measure.column in group_by:
+            raise agg.error("measure", f"column {measure.column!r} is also a group_by column")
+    if kind == "overlap":
+        table = f.table("overlap")
+        assert table is not None
+        overlap = Overlap(key=table.str("key"), pad_to=_pad_to(table))
+        table.done()
+        group_by = (PARTIES_SEEN,)
+        categories: list[tuple[str, tuple[str, ...]]] = [
+            (PARTIES_SEEN, tuple(str(k) for k in range(1, len(parties) + 1)))]
+    else:
+        cat = f.table("categories")
+        assert cat is not None
+        categories = []
+        for column in group_by:
+            if not cat.has(column):
+                raise cat.error(column, "every group_by column needs its list of categories")
+            categories.append((column, cat.str_list(column, as_text=True)))
+        extra = sorted(set(cat.names()) - set(group_by))
+        if extra:
+            raise cat.error(extra[0], "not a group_by column" if kind == "aggregate"
+                            else "not a `by` column of either side")
     for column, _ in filters:
         if column in group_by:
-            raise inp.error("filter", f"{column!r} is a group_by column: list fewer categories "
-                                      "instead of filtering it")
+            raise f.error("input", f"filter: {column!r} is a group_by column: list fewer "
+                                   "categories instead of filtering it")
 
     disc = f.table("disclosure", None)
-    rules = DisclosureRules()
+    # Linked cross tables suppress zeros by default: a 0 next to small counts says too much.
+    rules = DisclosureRules(suppress_zero=kind == "linkage")
     noise, round_to = None, 1
     if disc is not None:
         noise = _noise(disc)
@@ -210,19 +280,62 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
                 f"{rules.min_contributors} exceeds the {len(parties)} parties of the job: "
                 "every non-zero cell would be suppressed",
             )
+        if kind != "aggregate" and (rules.min_contributors > 1 or noise is not None):
+            raise disc.error("min_contributors" if noise is None else "noise",
+                             f"{kind} jobs take min_cell, suppress_zero and round_to only")
         disc.done()
     family = f.str("family", name)
     f.done()
     spec = UseCaseSpec(
-        name=name, kind="aggregate", parties=parties, recipients=recipients, dataset=dataset,
-        group_by=group_by, measure=measure, categories=tuple(categories), disclosure=rules,
-        text=raw, source=source, family=family, window=window,
-        filters=filters, schedule=schedule, noise=noise, round_to=round_to,
+        name=name, kind=kind, parties=parties, recipients=recipients,  # type: ignore[arg-type]
+        dataset=dataset, group_by=group_by, measure=measure, categories=tuple(categories),
+        disclosure=rules, text=raw, source=source, family=family, window=window,
+        filters=filters, schedule=schedule, noise=noise, round_to=round_to, linkage=linkage,
+        overlap=overlap,
     )
     if spec.cells > 10_000_000:
         raise ConfigError(source, f"the table has {spec.cells} cells; the limit is 10,000,000",
                           field="categories")
     return spec
+
+
+def _pad_to(table: Fields) -> int:
+    pad = table.int("pad_to", minimum=1)
+    if pad > MAX_PAD:
+        raise table.error("pad_to", f"at most {MAX_PAD:,}")
+    return pad
+
+
+def _side(table: Fields, key: str) -> Side:
+    side = table.table(key)
+    assert side is not None
+    reduce = None
+    rule = side.table("reduce", None)
+    if rule is not None:
+        reduce = Reduce(order_by=rule.str("order_by"), keep=rule.str("keep", "first"))
+        if reduce.keep not in ("first", "last"):
+            raise rule.error("keep", f"expected 'first' or 'last', got {reduce.keep!r}")
+        rule.done()
+    result = Side(party=side.str("party"), dataset=side.str("dataset"),
+                  by=side.str_list("by", (), non_empty=False), reduce=reduce)
+    side.done()
+    return result
+
+
+def _linkage(f: Fields, parties: tuple[str, ...]) -> tuple[Linkage, tuple[str, ...]]:
+    table = f.table("linkage")
+    assert table is not None
+    linkage = Linkage(key=table.str("key"), left=_side(table, "left"),
+                      right=_side(table, "right"), pad_to=_pad_to(table))
+    table.done()
+    if parties != (linkage.left.party, linkage.right.party):
+        raise f.error("parties", "a linkage has two parties: the left side's, then the right's")
+    group_by = linkage.left.by + linkage.right.by
+    if not group_by:
+        raise table.error("left", "give `by` columns to cross on at least one side")
+    if len(set(group_by)) != len(group_by):
+        raise table.error("right", "the two sides' `by` columns must have different names")
+    return linkage, group_by
 
 
 def _iso_date(table: Fields, key: str) -> str:

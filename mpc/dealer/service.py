@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -21,12 +22,15 @@ from mpc.engine.correlations import Request, correction, party_stream
 from mpc.engine.dealer_client import request_from_proto
 from mpc.engine.rng import KeyStream, new_seed
 from mpc.proto import common_pb2, dealer_pb2, dealer_pb2_grpc
+from mpc.protocols.blind import POINT_BYTES
+from mpc.protocols.linking import link_outcome, split_into_shares, venn_histogram
 from mpc.transport.messages import tensor_chunks
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
 from mpc.transport.validate import job_id_problem
 
 log = logging.getLogger(__name__)
 MAX_PARTIES = 64
+MAX_POINTS = 10_000_000
 
 
 @dataclass
@@ -39,17 +43,23 @@ class DealerJob:
     left: set[int] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # linkage and overlap: the lists received, the public parameters, the outcome
+    lists: dict[str, bytes] = field(default_factory=dict)
+    link_params: tuple[tuple[int, ...], int] | None = None
+    outcome: Any = None
+    arrived: threading.Condition = field(default_factory=threading.Condition)
 
 
 class DealerService(dealer_pb2_grpc.DealerServicer):
     def __init__(self, name: str, allowed_parties: tuple[str, ...] | None = None,
                  audit: AuditLog | None = None, job_ttl_s: float = 3600.0,
-                 max_jobs: int = 256) -> None:
+                 max_jobs: int = 256, link_timeout_s: float = 300.0) -> None:
         self.name = name
         self.allowed = allowed_parties
         self.audit = audit
         self.job_ttl_s = job_ttl_s
         self.max_jobs = max_jobs
+        self.link_timeout_s = link_timeout_s
         self._jobs: dict[str, DealerJob] = {}
         self._lock = threading.Lock()
 
@@ -144,6 +154,106 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
             if len(job.left) == len(job.parties):
                 del self._jobs[request.job_id]  # erase the job's seeds
         return dealer_pb2.LeaveReply()
+
+    # ---- linkage and overlap ---------------------------------------------------------------
+    def _party_job(self, context: grpc.ServicerContext, job_id: str, rank: int) -> DealerJob:
+        peer = require_peer(context, ["party"], self.allowed)
+        job = self._jobs.get(job_id)
+        if job is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown job {job_id[:64]!r}")
+        if rank >= len(job.parties) or job.parties[rank] != peer.name:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{peer.name} is not rank {rank} of this job")
+        return job
+
+    @staticmethod
+    def expected_list(job: DealerJob, rank: int, name: str) -> bool:
+        """Which party hands over which list: the one that applied the last key."""
+        n = len(job.parties)
+        if name in ("left", "right"):
+            return n == 2 and rank == (1 if name == "left" else 0)
+        return name == f"origin:{(rank + 1) % n}"
+
+    def SubmitPoints(self, request_iterator: Iterator[dealer_pb2.PointsChunk],
+                     context: grpc.ServicerContext) -> dealer_pb2.SubmitReply:  # noqa: N802
+        first = next(request_iterator, None)
+        if first is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no points")
+        job = self._party_job(context, first.job_id, first.rank)
+        if not self.expected_list(job, first.rank, first.list):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"rank {first.rank} does not hand over list {first.list[:40]!r}")
+        if first.count > MAX_POINTS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"more than {MAX_POINTS} points")
+        size = first.count * POINT_BYTES
+        parts, received = [first.points], len(first.points)
+        for chunk in request_iterator:
+            received += len(chunk.points)
+            if received > size:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "more points than announced")
+            parts.append(chunk.points)
+        if received != size:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"{received} bytes for {first.count} points")
+        with job.arrived:
+            if first.list in job.lists:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, f"list {first.list} is in")
+            job.lists[first.list] = b"".join(parts)
+            job.arrived.notify_all()
+        self._audit("points_received", job=first.job_id, list=first.list, count=first.count)
+        return dealer_pb2.SubmitReply()
+
+    def FetchOutcome(self, request: dealer_pb2.FetchRequest, context: grpc.ServicerContext
+                     ) -> Iterator[common_pb2.Tensor]:  # noqa: N802
+        job = self._party_job(context, request.job_id, request.rank)
+        n = len(job.parties)
+        linkage = request.part in ("shares", "positions", "corrections")
+        if not linkage and request.part != "counts":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown part {request.part!r}")
+        params = (tuple(request.widths), request.pad_to)
+        if linkage and (n != 2 or len(params[0]) != 2 or not all(0 < w <= 4096 for w in
+                                                                  params[0])
+                        or not 0 < request.pad_to <= MAX_POINTS):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed linkage parameters")
+        wanted = {"left", "right"} if linkage else {f"origin:{r}" for r in range(n)}
+        with job.arrived:
+            if linkage:
+                if job.link_params is None:
+                    job.link_params = params
+                elif job.link_params != params:
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                  "the parties disagree on the linkage parameters")
+            # (once the outcome is computed the lists are dropped)
+            if not job.arrived.wait_for(
+                    lambda: job.outcome is not None or wanted <= job.lists.keys(),
+                    timeout=self.link_timeout_s):
+                missing = sorted(wanted - job.lists.keys())
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"lists {', '.join(missing)} never arrived")
+            if job.outcome is None:
+                try:
+                    job.outcome = self._outcome(request.job_id, job, linkage)
+                except ValueError as exc:
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        part = job.outcome[request.rank]
+        index = {"shares": 0, "positions": 1, "corrections": 2, "counts": 0}[request.part]
+        yield from tensor_chunks(part[index])
+
+    def _outcome(self, job_id: str, job: DealerJob, linkage: bool) -> Any:
+        if linkage:
+            assert job.link_params is not None
+            widths, pad_to = job.link_params
+            for name in ("left", "right"):
+                if len(job.lists[name]) != pad_to * POINT_BYTES:
+                    raise ValueError(f"list {name} is not padded to {pad_to}")
+            outcome = link_outcome(job_id, job.seeds, pad_to, (widths[0], widths[1]),
+                                   job.lists["left"], job.lists["right"])
+        else:
+            counts = venn_histogram([job.lists[f"origin:{r}"] for r in range(len(job.parties))])
+            outcome = [[share] for share in split_into_shares(counts, len(job.parties))]
+        self._audit("link_outcome", job=job_id, lists=sorted(job.lists))
+        job.lists.clear()  # the points are not needed any more
+        return outcome
 
     def active_jobs(self) -> int:
         return len(self._jobs)

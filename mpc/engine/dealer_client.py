@@ -11,6 +11,7 @@ import torch
 from mpc.engine.correlations import Request
 from mpc.errors import DealerError
 from mpc.proto import dealer_pb2, dealer_pb2_grpc
+from mpc.transport import codec
 from mpc.transport.messages import tensor_from_chunks
 from mpc.transport.tls import TlsIdentity, secure_channel
 
@@ -87,6 +88,31 @@ class DealerClient:
             raise DealerError(f"dealer {self.dealer_name} answered request {req.seq} with "
                               f"{tensor.dtype}{tuple(tensor.shape)}, expected int64{expected}")
         return tensor
+
+    def submit_points(self, rank: int, list_name: str, points: bytes) -> None:
+        """Hand the dealer a fully blinded list (linkage and overlap), in chunks."""
+        count = len(points) // 32
+
+        def chunks():  # type: ignore[no-untyped-def]
+            parts = codec.chunk(points)
+            for k, part in enumerate(parts):
+                yield dealer_pb2.PointsChunk(
+                    job_id=self.job_id if k == 0 else "", list=list_name if k == 0 else "",
+                    rank=rank, count=count if k == 0 else 0, points=bytes(part))
+
+        self._call(f"handing over list {list_name}",
+                   lambda: self._stub.SubmitPoints(chunks(), timeout=self.timeout_s))
+
+    def fetch_outcome(self, rank: int, part: str, widths: tuple[int, ...] = (),
+                      pad_to: int = 0) -> torch.Tensor:
+        msg = dealer_pb2.FetchRequest(job_id=self.job_id, rank=rank, part=part,
+                                      widths=list(widths), pad_to=pad_to)
+
+        def fetch() -> torch.Tensor:
+            chunks = list(self._stub.FetchOutcome(msg, timeout=self.timeout_s))
+            return tensor_from_chunks(chunks, f"dealer {self.dealer_name}")
+
+        return self._call(f"fetching {part}", fetch)
 
     def leave(self, rank: int, requests: int) -> None:
         self._call("leave", lambda: self._stub.Leave(

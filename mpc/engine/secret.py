@@ -57,6 +57,16 @@ class Secret:
     def __getitem__(self, index: Any) -> Secret:
         return Secret(self._x[index])
 
+    def __matmul__(self, other: Secret) -> Secret:
+        """Secret matrix product: one Beaver matmul (a dealer triple of matching shapes)."""
+        return Secret(self._x.matmul(other._x))
+
+    def t(self) -> Secret:
+        return Secret(self._x.t())
+
+    def flatten(self) -> Secret:
+        return Secret(self._x.flatten())
+
     @property
     def shape(self) -> torch.Size:
         return self._x.size()
@@ -105,6 +115,24 @@ class MpcContext:
     @staticmethod
     def stack(secrets: Sequence[Secret], dim: int = 0) -> Secret:
         return Secret(crypten.stack([s._x for s in secrets], dim=dim))
+
+    @staticmethod
+    def cat(secrets: Sequence[Secret], dim: int = 0) -> Secret:
+        return Secret(crypten.cat([s._x for s in secrets], dim=dim))
+
+    @staticmethod
+    def from_shares(share: torch.Tensor) -> Secret:
+        """A secret whose shares the parties already hold (this party's is `share`)."""
+        if share.dtype != torch.int64:
+            raise EngineError("shares are int64")
+        return Secret(MPCTensor.from_shares(share, precision=0))
+
+    def public(self, value: torch.Tensor) -> Secret:
+        """A value every party knows, as a secret (a fresh zero sharing plus the value)."""
+        zero = ArithmeticSharedTensor.PRZS(tuple(value.shape))
+        if self.rank == 0:
+            zero.share += value.to(torch.int64)
+        return Secret(MPCTensor.from_shares(zero.share, precision=0))
 
     @staticmethod
     def rerandomize(x: Secret) -> Secret:

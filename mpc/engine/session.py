@@ -38,6 +38,7 @@ class EngineSession:
     def provider(self) -> DealerProvider:
         return _PROVIDER
 
+
     def __enter__(self) -> MpcContext:
         crypten = crypten_compat.load_crypten()
         if GrpcCommunicator.is_initialized():

@@ -23,6 +23,38 @@ BINARY_TRIPLE: CorrelationOp
 WRAPS: CorrelationOp
 B2A: CorrelationOp
 
+class PointsChunk(_message.Message):
+    __slots__ = ("job_id", "list", "rank", "count", "points")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    list: str
+    rank: int
+    count: int
+    points: bytes
+    def __init__(self, job_id: _Optional[str] = ..., list: _Optional[str] = ..., rank: _Optional[int] = ..., count: _Optional[int] = ..., points: _Optional[bytes] = ...) -> None: ...
+
+class SubmitReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FetchRequest(_message.Message):
+    __slots__ = ("job_id", "rank", "part", "widths", "pad_to")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
+    WIDTHS_FIELD_NUMBER: _ClassVar[int]
+    PAD_TO_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    rank: int
+    part: str
+    widths: _containers.RepeatedScalarFieldContainer[int]
+    pad_to: int
+    def __init__(self, job_id: _Optional[str] = ..., rank: _Optional[int] = ..., part: _Optional[str] = ..., widths: _Optional[_Iterable[int]] = ..., pad_to: _Optional[int] = ...) -> None: ...
+
 class JoinRequest(_message.Message):
     __slots__ = ("job_id", "spec_sha256", "parties", "rank")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

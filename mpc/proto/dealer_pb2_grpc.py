@@ -50,6 +50,16 @@ class DealerStub:
                 request_serializer=mpc_dot_proto_dot_dealer__pb2.LeaveRequest.SerializeToString,
                 response_deserializer=mpc_dot_proto_dot_dealer__pb2.LeaveReply.FromString,
                 _registered_method=True)
+        self.SubmitPoints = channel.stream_unary(
+                '/mpc.proto.Dealer/SubmitPoints',
+                request_serializer=mpc_dot_proto_dot_dealer__pb2.PointsChunk.SerializeToString,
+                response_deserializer=mpc_dot_proto_dot_dealer__pb2.SubmitReply.FromString,
+                _registered_method=True)
+        self.FetchOutcome = channel.unary_stream(
+                '/mpc.proto.Dealer/FetchOutcome',
+                request_serializer=mpc_dot_proto_dot_dealer__pb2.FetchRequest.SerializeToString,
+                response_deserializer=mpc_dot_proto_dot_common__pb2.Tensor.FromString,
+                _registered_method=True)
 
 
 class DealerServicer:
@@ -76,6 +86,20 @@ class DealerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitPoints(self, request_iterator, context):
+        """Linkage and overlap: a party hands over a list of points blinded by every key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchOutcome(self, request, context):
+        """...and, once every list is in, fetches one part of its outcome.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DealerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +117,16 @@ def add_DealerServicer_to_server(servicer, server):
                     servicer.Leave,
                     request_deserializer=mpc_dot_proto_dot_dealer__pb2.LeaveRequest.FromString,
                     response_serializer=mpc_dot_proto_dot_dealer__pb2.LeaveReply.SerializeToString,
+            ),
+            'SubmitPoints': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitPoints,
+                    request_deserializer=mpc_dot_proto_dot_dealer__pb2.PointsChunk.FromString,
+                    response_serializer=mpc_dot_proto_dot_dealer__pb2.SubmitReply.SerializeToString,
+            ),
+            'FetchOutcome': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchOutcome,
+                    request_deserializer=mpc_dot_proto_dot_dealer__pb2.FetchRequest.FromString,
+                    response_serializer=mpc_dot_proto_dot_common__pb2.Tensor.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +210,60 @@ class Dealer:
             '/mpc.proto.Dealer/Leave',
             mpc_dot_proto_dot_dealer__pb2.LeaveRequest.SerializeToString,
             mpc_dot_proto_dot_dealer__pb2.LeaveReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitPoints(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/mpc.proto.Dealer/SubmitPoints',
+            mpc_dot_proto_dot_dealer__pb2.PointsChunk.SerializeToString,
+            mpc_dot_proto_dot_dealer__pb2.SubmitReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mpc.proto.Dealer/FetchOutcome',
+            mpc_dot_proto_dot_dealer__pb2.FetchRequest.SerializeToString,
+            mpc_dot_proto_dot_common__pb2.Tensor.FromString,
             options,
             channel_credentials,
             insecure,

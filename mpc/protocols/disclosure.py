@@ -13,11 +13,14 @@ from mpc.config.spec import DisclosureRules
 from mpc.engine.secret import MpcContext, Secret
 
 
-def keep_mask(ctx: MpcContext, value: Secret, contributors: Secret,
+def keep_mask(ctx: MpcContext, value: Secret, contributors: Secret | None,
               rules: DisclosureRules) -> Secret:
-    """Shares of 1 where the cell may be released, 0 where it is suppressed."""
+    """Shares of 1 where the cell may be released, 0 where it is suppressed. Without
+    contributor counts (linkage, overlap) the contributor rule must be off."""
     tests = [value - rules.min_cell]
     if rules.min_contributors > 1:  # min_cell >= 1 already implies one contributor
+        if contributors is None:
+            raise ValueError("the contributor rule needs contributor counts")
         tests.append(contributors - rules.min_contributors)
     if not rules.suppress_zero:
         tests.append(value - 1)

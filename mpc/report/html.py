@@ -41,8 +41,8 @@ class Chart:
 def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | None = None) -> Path:
     """Write folder/report.html for a released table; returns its path."""
     spec, rules = table.spec, table.rules
-    keep = np.asarray(table.keep, dtype=bool)
-    released = np.where(keep, np.asarray(table.value, dtype=np.int64), 0)
+    keep = np.asarray(table.cell_keep, dtype=bool)
+    released = np.where(keep, np.asarray(table.cell_value, dtype=np.int64), 0)
     charts, chart_note = _charts(table, keep, released)
     context: dict[str, Any] = {
         "spec": spec,
@@ -57,6 +57,9 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
         "suppressed_title": _suppressed_title(rules),
         "cells": len(keep),
         "suppressed_cells": int((~keep).sum()),
+        "scalar": (None if spec.scalar is None else
+                   {"name": {"linked": "Linked persons",
+                             "distinct": "Distinct persons"}[spec.scalar], **table.scalar()}),
         "rows": [
             {"cells": combo, "suppressed": not k, "value": int(v),
              "shown": f"{int(v):,}" + (f" ± {table.interval}" if table.interval else "")}

@@ -64,10 +64,26 @@ class ReleasedTable:
             value = np.where(keep & (value != 0), np.maximum(rounded, floor), 0)
         return cls(spec, rules, job_id, keep, value, interval=interval)
 
+    @property
+    def cell_keep(self) -> np.ndarray:
+        """The table's cells without the trailing scalar (linked or distinct persons)."""
+        return self.keep[: self.spec.cells]
+
+    @property
+    def cell_value(self) -> np.ndarray:
+        return self.value[: self.spec.cells]
+
+    def scalar(self) -> dict[str, Any] | None:
+        """{"value", "suppressed"} of the linked or distinct count, if the kind has one."""
+        if self.spec.scalar is None:
+            return None
+        kept = bool(self.keep[-1])
+        return {"value": int(self.value[-1]) if kept else None, "suppressed": not kept}
+
     def rows(self) -> list[dict[str, Any]]:
         out = []
-        for combo, keep, value in zip(self.spec.category_rows(), self.keep, self.value,
-                                      strict=True):
+        for combo, keep, value in zip(self.spec.category_rows(), self.cell_keep,
+                                      self.cell_value, strict=True):
             row: dict[str, Any] = dict(zip(self.spec.group_by, combo, strict=True))
             row["value"] = int(value) if keep else None
             row["suppressed"] = not bool(keep)
@@ -76,7 +92,7 @@ class ReleasedTable:
 
     @property
     def suppressed_cells(self) -> int:
-        return int((~self.keep).sum())
+        return int((~self.cell_keep).sum())
 
     def audit_fields(self) -> dict[str, Any]:
         """What a recipient records of the release: it is the public output, so the values
@@ -103,8 +119,9 @@ class ReleasedTable:
             "disclosure": {"min_cell": self.rules.min_cell,
                            "suppress_zero": self.rules.suppress_zero,
                            "min_contributors": self.rules.min_contributors},
-            "cells": len(self.keep),
+            "cells": self.spec.cells,
             "suppressed_cells": self.suppressed_cells,
+            **({self.spec.scalar: self.scalar()} if self.spec.scalar else {}),
             "noise": None if spec.noise is None else {
                 "mechanism": spec.noise.mechanism, "epsilon": spec.noise.epsilon,
                 "delta": spec.noise.delta, "sensitivity": spec.noise.sensitivity,

@@ -120,7 +120,7 @@ class Coordinator:
                 p.channel.close()
         table = None
         if shares is not None:
-            keep, value = reconstruct(shares[0], shares[1], spec.cells)
+            keep, value = reconstruct(shares[0], shares[1], spec.released_size)
             table = ReleasedTable.post_process(spec, rules, job_id, keep, value)
             self._record("result", job=job_id, **table.audit_fields())
         self._record("party_heads", job=job_id,

@@ -20,12 +20,11 @@ from typing import Any
 
 import torch
 
-from mpc.audit.digests import build_sha256, file_sha256, message_digest, table_bytes
+from mpc.audit.digests import build_sha256, file_sha256, message_digest
 from mpc.audit.log import AuditLog
 from mpc.audit.recorder import JobRecorder
 from mpc.config.party import PartyConfig
 from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec, parse_spec
-from mpc.connectors import TableRequest, compute_local_table
 from mpc.errors import (
     ConfigError,
     DataError,
@@ -44,6 +43,7 @@ from mpc.errors import (
 from mpc.transport.capture import recorder_from_env
 from mpc.transport.peer_mesh import PeerMesh, WireEvent
 from mpc.transport.tls import TlsIdentity
+from mpc.worker.kinds import LocalInput, joint, local_input
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 300.0
@@ -128,11 +128,8 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
     from mpc.worker.policy import floors
 
     rank = spec.rank_of(config.name)
-    dataset = config.datasets[spec.dataset]
-    table = compute_local_table(dataset, TableRequest.from_spec(spec, config.name))
-    if (table.values < 0).any():
-        raise DataError(config.name, spec.dataset, "has negative values", spec.measure.column)
-    control.emit("local_table", detail=f"{spec.cells} cells")
+    local = local_input(spec, config)
+    control.emit("local_table", detail=local.detail)
 
     identity = TlsIdentity.load(config.tls, expected_name=config.name, source=config.source)
     audit = JobRecorder(AuditLog.open(config.audit_log, config.signing_key, config.name,
@@ -166,11 +163,12 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
               coordinator=coordinator, certificates=fingerprints, dealer=config.dealer,
               rules=asdict(order.rules), build_sha256=build_sha256(),
               policy_sha256=file_sha256(Path(config.source)))
-    audit.commit_inputs(table_bytes(table.values, table.rows), dataset.definition(),
+    audit.commit_inputs(local.committed,
+                        config.datasets[spec.dataset_of(config.name)].definition(),
                         config.openings)
     try:
         shares, requests = _compute(control, config, spec, job_id, rank, identity, mesh, order,
-                                    table, audit)
+                                    local, audit)
         _release(control, spec, job_id, shares, coordinator, audit, wire)
         audit.add("job_end", dealer_requests=requests)
         _exchange_heads(mesh, audit)
@@ -181,16 +179,22 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
 
 
 def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str, rank: int,
-             identity: TlsIdentity, mesh: PeerMesh, order: StartOrder, table: Any,
+             identity: TlsIdentity, mesh: PeerMesh, order: StartOrder, local: LocalInput,
              audit: JobRecorder) -> tuple[dict[str, torch.Tensor], int]:
     """The joint computation; this party's release shares for the coordinator (if it is a
     recipient) and the number of correlations consumed."""
     from mpc.engine.correlations import party_stream
     from mpc.engine.dealer_client import DealerClient
     from mpc.engine.session import EngineSession
-    from mpc.protocols.aggregate import aggregate
-    from mpc.protocols.noise import noise_generator, noise_share
+    from mpc.protocols.linkage import LinkIO
     from mpc.report.table import ReleasedTable, reconstruct, write_result
+
+    def phase(name: str) -> None:
+        # Protocol steps outside the worker's phases (blinding, matching) show as detail.
+        if name in ("sharing", "computing", "disclosure"):
+            control.emit(name)
+        else:
+            control.emit("computing", detail=name)
 
     dealer = DealerClient(identity, order.dealer_address, config.dealer, job_id)
     try:
@@ -198,14 +202,10 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
         control.emit("connected")
         session = EngineSession(mesh, party_stream(seed, job_id, rank),
                                 dealer.correlation if rank == 0 else None)
-        with session as ctx:
-            noise = None
-            if spec.noise is not None:
-                share = noise_share(spec.noise, len(spec.parties), spec.cells,
-                                    noise_generator())
-                noise = torch.from_numpy(share)
-            released = aggregate(ctx, torch.from_numpy(table.values), torch.from_numpy(table.rows),
-                                 order.rules, phase=control.emit, noise=noise)
+        io = LinkIO(mesh, dealer, seed, job_id, rank, list(spec.parties))
+
+        def finish(ctx: Any, released: Any) -> dict[str, torch.Tensor]:
+            """Shares for the coordinator; openings to recipient parties."""
             shares = {}
             if COORDINATOR in spec.recipients:
                 shares = {"keep": ctx.release_share(released.keep),
@@ -218,11 +218,14 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
                 keep = ctx.open_to(released.keep, dst)
                 value = ctx.open_to(released.value, dst)
                 if dst == rank:
-                    kept, values = reconstruct([keep], [value], spec.cells)
+                    kept, values = reconstruct([keep], [value], spec.released_size)
                     result = ReleasedTable.post_process(spec, order.rules, job_id, kept, values)
                     audit.add("result", **result.audit_fields())
                     folder = write_result(result, config.results_dir or config.audit_log.parent)
                     log.info("released result written to %s", folder)
+            return shares
+
+        shares = joint(spec, local, io, session, order.rules, phase, finish)
         ledger = session.provider.ledger
         audit.add("dealer_ledger", requests=[[e.seq, e.op, list(e.shape)] for e in ledger])
         dealer.leave(rank, len(ledger))

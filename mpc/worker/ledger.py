@@ -40,9 +40,9 @@ class Release:
     categories: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
-    def of(cls, job: str, spec: UseCaseSpec, definition: str = "") -> Release:
+    def of(cls, job: str, spec: UseCaseSpec, party: str, definition: str = "") -> Release:
         noise = spec.noise
-        return cls(job=job, usecase=spec.name, family=spec.family, dataset=spec.dataset,
+        return cls(job=job, usecase=spec.name, family=spec.family, dataset=spec.dataset_of(party),
                    parties=tuple(sorted(spec.parties)), window=spec.window,
                    filters=spec.filters, schedule=spec.schedule,
                    epsilon=noise.epsilon if noise else 0.0, delta=noise.delta if noise else 0.0,
@@ -103,7 +103,7 @@ class Ledger:
     def reserve(self, party: str, job: str, spec: UseCaseSpec, budget: float | None,
                 definition: str = "") -> Release:
         """Check the job against every earlier (and running) release; hold its budget."""
-        new = Release.of(job, spec, definition)
+        new = Release.of(job, spec, party, definition)
         refuse = lambda reason: PolicyRefused(party, reason)  # noqa: E731
         with self._lock:
             for old in (*self.releases, *self._pending.values()):

@@ -32,8 +32,8 @@ def approve(config: PartyConfig, spec_bytes: bytes, coordinator: str) -> UseCase
                      f"{limits.max_parties} ([limits] max_parties)")
     if config.name not in spec.parties:
         raise refuse(f"it is not one of the use case's parties ({', '.join(spec.parties)})")
-    if spec.dataset not in config.datasets:
-        raise refuse(f"it has no dataset named {spec.dataset!r}")
+    if spec.dataset_of(config.name) not in config.datasets:
+        raise refuse(f"it has no dataset named {spec.dataset_of(config.name)!r}")
     return spec
 
 

@@ -116,9 +116,10 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                           spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
         try:
             spec = approve(self.config, request.spec_toml, coordinator)
+            dataset = spec.dataset_of(self.config.name)
             self.ledger.reserve(self.config.name, job_id, spec,
-                                self.config.policy.budget.get(spec.dataset),
-                                self.config.datasets[spec.dataset].definition())
+                                self.config.policy.budget.get(dataset),
+                                self.config.datasets[dataset].definition())
         except PolicyRefused as exc:
             self.audit.append("policy_decision", job=job_id, approved=False, reason=exc.reason,
                               spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())

@@ -1,0 +1,130 @@
+"""Commutative blinding: commutativity (inline and through the spawn pool), the hash to the
+group, dummies, refusal of bad points and keys, and the shuffle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpc.protocols import blind as bl
+from mpc.protocols.blind import (
+    POINT_BYTES,
+    blind,
+    hash_and_blind,
+    hash_to_points,
+    new_key,
+    permutation,
+    random_points,
+)
+
+JOB = "job-0001"
+
+
+def split(points: bytes) -> list[bytes]:
+    return [points[i: i + POINT_BYTES] for i in range(0, len(points), POINT_BYTES)]
+
+
+def ids(n: int) -> list[str]:
+    return [f"patient-{i:07d}" for i in range(n)]
+
+
+def test_commutative_inline() -> None:
+    h = hash_to_points(JOB, ids(1000))
+    k1, k2 = new_key(), new_key()
+    assert blind(blind(h, k1), k2) == blind(blind(h, k2), k1)
+
+
+def test_pool_path_matches_inline_and_commutes() -> None:
+    n = 50_000
+    assert n > bl.PARALLEL_MIN
+    names = ids(n)
+    k1, k2 = new_key(), new_key()
+    h = hash_to_points(JOB, names)
+    inline = blind(h, k1, workers=1)
+    pooled = blind(h, k1, workers=2)
+    assert bl._pool is not None  # the pool really ran
+    assert pooled == inline
+    assert hash_and_blind(JOB, names, k1, workers=2) == inline
+    assert blind(pooled, k2, workers=2) == blind(blind(h, k2, workers=2), k1, workers=1)
+
+
+def test_pool_error_names_global_position() -> None:
+    h = bytearray(random_points(bl.PARALLEL_MIN + 10))
+    bad = bl.PARALLEL_MIN // 2 + 3  # in the second chunk, so the chunk offset must be added
+    h[bad * POINT_BYTES: (bad + 1) * POINT_BYTES] = b"\xff" * POINT_BYTES
+    with pytest.raises(ValueError, match=f"position {bad} "):
+        blind(bytes(h), new_key(), workers=2)
+
+
+def test_hash_and_blind_equals_two_steps() -> None:
+    k = new_key()
+    names = ids(200)
+    assert hash_and_blind(JOB, names, k) == blind(hash_to_points(JOB, names), k)
+
+
+def test_hash_is_deterministic_and_job_bound() -> None:
+    names = ids(500)
+    a = hash_to_points(JOB, names)
+    assert len(a) == 500 * POINT_BYTES
+    assert a == hash_to_points(JOB, names)
+    other = hash_to_points("job-0002", names)
+    assert not set(split(a)) & set(split(other))
+    assert len(set(split(a))) == 500
+
+
+def test_hash_separates_job_and_id() -> None:
+    # The separator keeps ("ab", "c") and ("a", "bc") apart.
+    assert hash_to_points("ab", ["c"]) != hash_to_points("a", ["bc"])
+
+
+def test_random_points_valid_and_distinct() -> None:
+    pts = random_points(300)
+    assert len(pts) == 300 * POINT_BYTES
+    assert len(set(split(pts))) == 300
+    assert len(blind(pts, new_key())) == len(pts)
+
+
+@pytest.mark.parametrize("bad", [b"\xff" * POINT_BYTES, bytes(POINT_BYTES)],
+                         ids=["non-canonical", "identity"])
+def test_invalid_point_names_position(bad: bytes) -> None:
+    pts = split(random_points(5))
+    pts[3] = bad
+    with pytest.raises(ValueError, match="position 3 "):
+        blind(b"".join(pts), new_key())
+
+
+def test_bad_lengths_and_keys() -> None:
+    pts = random_points(2)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        blind(pts[:-1], new_key())
+    with pytest.raises(ValueError):
+        blind(pts, new_key()[:31])
+    with pytest.raises(ValueError):
+        blind(pts, bytes(32))
+    with pytest.raises(ValueError):
+        blind(pts, b"\xff" * 32)  # above the group order
+    with pytest.raises(ValueError):
+        blind(pts, new_key(), workers=0)
+    assert blind(b"", new_key()) == b""
+    assert hash_to_points(JOB, []) == b""
+
+
+def test_keys_fresh() -> None:
+    keys = {new_key() for _ in range(100)}
+    assert len(keys) == 100
+    assert all(len(k) == 32 for k in keys)
+
+
+def test_blinding_hides_points() -> None:
+    # DDH sanity: blinding changes every point, and two keys give unrelated lists.
+    h = hash_to_points(JOB, ids(200))
+    b1, b2 = blind(h, new_key()), blind(h, new_key())
+    assert not set(split(h)) & set(split(b1))
+    assert not set(split(b1)) & set(split(b2))
+
+
+def test_permutation() -> None:
+    p, q = permutation(1000), permutation(1000)
+    assert np.array_equal(np.sort(p), np.arange(1000))
+    assert not np.array_equal(p, q)
+    assert len(permutation(0)) == 0

@@ -1,0 +1,130 @@
+"""Linkage and overlap through real processes over mutual TLS: the releases equal a
+plaintext join of the same generated data (patients shared between parties)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mpc.config.spec import DisclosureRules, parse_spec
+from mpc.demo import PartySetup
+from mpc.synth import generate_federation
+from tests.conftest import Harness, start_federation
+from tests.integration.test_usecases import treatments_from_omop
+
+HOSPITALS = ["hospital_a", "hospital_b", "hospital_c", "hospital_d", "hospital_e"]
+INSURERS = ["insurer_a", "insurer_b"]
+CATEGORIES = """[categories]
+indication = ["NSCLC", "SCLC", "breast", "ovarian", "prostate"]
+line = ["1", "2", "3+"]
+product = ["osimertinib", "durvalumab", "olaparib"]
+"""
+
+
+def linkage_spec(left: str, right: str, min_cell: int) -> bytes:
+    return f"""name = "linkage"
+kind = "linkage"
+parties = ["{left}", "{right}"]
+[linkage]
+key = "pseudonym"
+pad_to = 4000
+[linkage.left]
+party = "{left}"
+dataset = "treatments"
+by = ["indication", "line"]
+reduce = {{ order_by = "line", keep = "first" }}
+[linkage.right]
+party = "{right}"
+dataset = "claims"
+by = ["product"]
+reduce = {{ order_by = "claim_date", keep = "last" }}
+{CATEGORIES}[disclosure]
+min_cell = {min_cell}
+""".encode()
+
+
+def overlap_spec(parties: list[str], min_cell: int) -> bytes:
+    names = ", ".join(f'"{p}"' for p in parties)
+    return f"""name = "overlap-{len(parties)}"
+kind = "overlap"
+parties = [{names}]
+[input]
+dataset = "treatments"
+[overlap]
+key = "pseudonym"
+pad_to = 4000
+[disclosure]
+min_cell = {min_cell}
+""".encode()
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[tuple[Harness, dict[str, pd.DataFrame]]]:
+    root = tmp_path_factory.mktemp("linkage")
+    data = generate_federation(root / "data", hospitals=HOSPITALS, insurers=INSURERS,
+                               pharmacies=(), patients=3000, seed=37)
+    uses = ["linkage", "overlap-2", "overlap-3", "overlap-5"]
+    setups = {h: PartySetup({"treatments": {"omop": str(f)}}, uses)
+              for h, f in data.hospitals.items()}
+    setups |= {i: PartySetup({"claims": {"path": str(f)}}, uses)
+               for i, f in data.insurers.items()}
+    frames = {h: treatments_from_omop(f) for h, f in data.hospitals.items()}
+    frames |= {i: pd.read_csv(f, dtype=str) for i, f in data.insurers.items()}
+    fed = start_federation(root / "fed", {}, [], setups=setups)
+    try:
+        yield Harness(fed, {}), frames
+    finally:
+        fed.stop()
+
+
+def reduced(df: pd.DataFrame, by: list[str], order_by: str, keep: str) -> pd.DataFrame:
+    """One row per person: first (or last) by order_by, ties by the by columns."""
+    ordered = df.sort_values([order_by, *by], kind="stable")
+    return ordered.drop_duplicates("pseudonym", keep=keep)[["pseudonym", *by]]
+
+
+def expected_release(values: np.ndarray, rules: DisclosureRules) -> tuple[np.ndarray, ...]:
+    keep = np.array([rules.keeps(int(v), 1) for v in values])
+    return keep, np.where(keep, values, 0)
+
+
+def test_linkage_equals_a_plaintext_join(federation: tuple[Harness, dict]) -> None:
+    harness, frames = federation
+    text = linkage_spec("hospital_a", "insurer_a", min_cell=5)
+    spec = parse_spec(text)
+    outcome = harness.run(text)
+    left = reduced(frames["hospital_a"], ["indication", "line"], "line", "first")
+    right = reduced(frames["insurer_a"], ["product"], "claim_date", "last")
+    joined = left.merge(right, on="pseudonym")
+    assert 0 < len(joined) < min(len(left), len(right))
+    index = pd.MultiIndex.from_tuples(spec.category_rows(), names=list(spec.group_by))
+    table = joined.groupby(list(spec.group_by)).size().reindex(index, fill_value=0)
+    values = np.append(table.to_numpy(), len(joined))
+    keep, released = expected_release(values, outcome.rules)
+    assert outcome.table is not None
+    np.testing.assert_array_equal(outcome.table.keep, keep)
+    np.testing.assert_array_equal(outcome.table.value, released)
+    assert outcome.table.scalar() == {"value": len(joined), "suppressed": False}
+    assert keep[:-1].any() and (~keep[:-1]).any()
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_overlap_equals_plaintext_counts(federation: tuple[Harness, dict], n: int) -> None:
+    harness, frames = federation
+    parties = HOSPITALS[:n]
+    outcome = harness.run(overlap_spec(parties, min_cell=5))
+    seen = pd.concat([frames[p][["pseudonym"]].drop_duplicates().assign(party=p)
+                      for p in parties]).groupby("pseudonym").size()
+    hist = seen.value_counts().reindex(range(1, n + 1), fill_value=0).to_numpy()
+    values = np.append(hist, len(seen))
+    keep, released = expected_release(values, outcome.rules)
+    assert outcome.table is not None
+    np.testing.assert_array_equal(outcome.table.keep, keep)
+    np.testing.assert_array_equal(outcome.table.value, released)
+    assert hist[1:].sum() > 0, "the data has patients at several hospitals"
+
+

@@ -38,7 +38,7 @@ DEALER = "dealer"
 
 def _party_main(rank: int, parties: list[str], pki: str, job_id: str, dealer_address: str,
                 program: Callable[..., Any], args: tuple[Any, ...], allow_builtin: bool,
-                inbox: Any, outbox: Any) -> None:
+                with_io: bool, inbox: Any, outbox: Any) -> None:
     try:
         from mpc.engine.correlations import party_stream
         from mpc.engine.dealer_client import DealerClient
@@ -60,7 +60,13 @@ def _party_main(rank: int, parties: list[str], pki: str, job_id: str, dealer_add
         try:
             with EngineSession(mesh, party_stream(seed, job_id, rank), fetch,
                                allow_builtin_providers=allow_builtin) as ctx:
-                result = program(ctx, *args)
+                if with_io:  # protocols that also use the mesh and dealer directly
+                    from mpc.protocols.linkage import LinkIO
+
+                    io = LinkIO(mesh, dealer, seed, job_id, rank, parties)
+                    result = program(ctx, io, *args)
+                else:
+                    result = program(ctx, *args)
             # Plain pickle copies tensors by value; the queue's own pickler would pass a
             # shared-memory handle that dies with this process.
             outbox.put(("result", rank, pickle.dumps(result)))
@@ -82,8 +88,11 @@ class LocalPartiesError(RuntimeError):
 
 def run_local_parties(program: Callable[..., Any], world_size: int = 3, *,
                       args: tuple[Any, ...] = (), timeout_s: float = 300.0,
-                      allow_builtin_providers: bool = False) -> list[Any]:
-    """Run `program(ctx, *args)` in `world_size` party processes; return results by rank."""
+                      allow_builtin_providers: bool = False, with_io: bool = False,
+                      dealer: Any = None) -> list[Any]:
+    """Run `program(ctx, *args)` in `world_size` party processes; return results by rank.
+    `with_io=True` calls `program(ctx, io, *args)` with the party's LinkIO (mesh, dealer
+    client, seed); `dealer` replaces the in-process DealerService (to observe it)."""
     from mpc.dealer.service import DealerService, start_dealer
     from mpc.transport.tls import TlsIdentity
 
@@ -93,14 +102,15 @@ def run_local_parties(program: Callable[..., Any], world_size: int = 3, *,
         dealer_identity = TlsIdentity.load(TlsFiles(Path(tmp) / "ca.pem",
                                                     Path(tmp) / f"{DEALER}.pem",
                                                     Path(tmp) / f"{DEALER}.key"))
-        server, port = start_dealer(dealer_identity, "127.0.0.1:0", DealerService(DEALER))
+        server, port = start_dealer(dealer_identity, "127.0.0.1:0",
+                                    dealer or DealerService(DEALER))
         ctx = mp.get_context("spawn")
         outbox = ctx.Queue()
         inboxes = [ctx.Queue() for _ in parties]
         job_id = uuid.uuid4().hex
         procs = [ctx.Process(target=_party_main, daemon=True,
                              args=(r, parties, tmp, job_id, f"127.0.0.1:{port}", program, args,
-                                   allow_builtin_providers, inboxes[r], outbox))
+                                   allow_builtin_providers, with_io, inboxes[r], outbox))
                  for r in range(world_size)]
         for p in procs:
             p.start()

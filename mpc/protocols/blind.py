@@ -136,7 +136,7 @@ def _get_pool(workers: int) -> Pool:
 
 
 @atexit.register
-def _close_pool() -> None:
+def close_pool() -> None:
     global _pool, _pool_size
     with _pool_lock:
         if _pool is not None:

@@ -23,6 +23,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import sys
 import tempfile
 import traceback
 import uuid
@@ -76,10 +77,17 @@ def _party_main(rank: int, parties: list[str], pki: str, job_id: str, dealer_add
     except BaseException as exc:  # report, never hang the caller
         outbox.put(("error", rank, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     # Leave at once once the report is flushed: gRPC's threads do not survive a normal
-    # interpreter shutdown gracefully.
+    # interpreter shutdown gracefully (so close what atexit would have: the blind pool).
+    _close_blind_pool()
     outbox.close()
     outbox.join_thread()
     os._exit(0)
+
+
+def _close_blind_pool() -> None:
+    blind = sys.modules.get("mpc.protocols.blind")
+    if blind is not None:
+        blind.close_pool()
 
 
 class LocalPartiesError(RuntimeError):
@@ -108,7 +116,7 @@ def run_local_parties(program: Callable[..., Any], world_size: int = 3, *,
         outbox = ctx.Queue()
         inboxes = [ctx.Queue() for _ in parties]
         job_id = uuid.uuid4().hex
-        procs = [ctx.Process(target=_party_main, daemon=True,
+        procs = [ctx.Process(target=_party_main,  # not daemons: parties may start pools
                              args=(r, parties, tmp, job_id, f"127.0.0.1:{port}", program, args,
                                    allow_builtin_providers, with_io, inboxes[r], outbox))
                  for r in range(world_size)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import traceback
 from dataclasses import asdict, dataclass
@@ -118,7 +119,11 @@ def run_job(conn: Connection, config: PartyConfig, spec_bytes: bytes, job_id: st
         if control.mesh is not None:
             control.mesh.abort(reason if party == config.name else f"{party}: {exc}")
     # Pipe sends are synchronous, so the worker has every event. Leave now: gRPC's
-    # threads do not take part in a normal interpreter shutdown gracefully.
+    # threads do not take part in a normal interpreter shutdown gracefully (so close
+    # what atexit would have: the blinding pool).
+    blind = sys.modules.get("mpc.protocols.blind")
+    if blind is not None:
+        blind.close_pool()
     conn.close()
     os._exit(0)
 

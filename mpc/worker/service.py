@@ -141,7 +141,9 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 yield self._failure(job_id, "ABORTED", reason)
                 return
             parent, child = self._mp.Pipe()
-            process = self._mp.Process(target=run_job, name=f"job-{job_id[:8]}", daemon=True,
+            # Not a daemon: a job blinds with a process pool of its own. It still ends
+            # with its worker: its control pipe closes and it exits at once.
+            process = self._mp.Process(target=run_job, name=f"job-{job_id[:8]}",
                                        args=(child, self.config, request.spec_toml, job_id,
                                              coordinator))
             process.start()

@@ -19,8 +19,9 @@ from tests.conftest import Harness, start_federation
 from tests.helpers import plaintext_release_frames
 
 ALL = sorted((Path(__file__).resolve().parents[2] / "usecases").glob("*.toml"))
-USECASES = [u for u in ALL if load_spec(u).noise is None]
+USECASES = [u for u in ALL if load_spec(u).kind == "aggregate" and load_spec(u).noise is None]
 NOISY = [u for u in ALL if load_spec(u).noise is not None]
+LINKED = [u for u in ALL if load_spec(u).kind != "aggregate"]  # exact checks: test_linkage
 
 
 def treatments_from_omop(folder: Path) -> pd.DataFrame:
@@ -102,3 +103,14 @@ def test_noisy_usecase_is_close_to_the_truth(federation: tuple[Harness, dict],
     assert (error <= 10 * table.interval).all()  # the noise is small against the counts
     assert (table.value[table.keep] >= outcome.rules.min_cell).all()
     assert (error > 0).any(), "no noise was added"
+
+
+@pytest.mark.parametrize("usecase", LINKED, ids=lambda p: p.stem)
+def test_linkage_and_overlap_usecases_run(federation: tuple[Harness, dict],
+                                          usecase: Path) -> None:
+    harness, _ = federation
+    spec = load_spec(usecase)
+    outcome = harness.run(spec.text)
+    assert outcome.table is not None
+    scalar = outcome.table.scalar()
+    assert scalar is not None and scalar["value"] > 0

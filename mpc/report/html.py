@@ -18,7 +18,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from mpc.config.spec import DisclosureRules, Measure
+from mpc.config.spec import DisclosureRules, UseCaseSpec
 from mpc.report.table import ReleasedTable
 
 if TYPE_CHECKING:
@@ -50,10 +50,10 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
         "released_at": table.released_at,
         "job_time": None if job_seconds is None else _duration(job_seconds),
         "measure": str(spec.measure),
-        "measure_words": _measure_words(spec.measure),
+        "measure_words": measure_words(spec),
         "rules": rules,
         "rules_words": (_noise_words(table) if spec.noise is not None else
-                        _rules_words(rules, spec.disclosure, len(spec.parties))),
+                        _rules_words(rules, spec.disclosure, spec)),
         "suppressed_title": _suppressed_title(rules),
         "cells": len(keep),
         "suppressed_cells": int((~keep).sum()),
@@ -95,7 +95,13 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {rest} s"
 
 
-def _measure_words(measure: Measure) -> str:
+def measure_words(spec: UseCaseSpec) -> str:
+    """What a cell counts, in words."""
+    if spec.kind == "linkage":
+        return "number of linked persons"  # persons found at both parties
+    if spec.kind == "overlap":
+        return "number of persons"
+    measure = spec.measure
     if measure.kind == "count":
         return "number of records"
     if measure.kind == "count_distinct":
@@ -130,16 +136,28 @@ def _noise_words(table: ReleasedTable) -> list[str]:
     ]
 
 
-def _rules_words(rules: DisclosureRules, asked: DisclosureRules, parties: int) -> list[str]:
+def _rules_words(rules: DisclosureRules, asked: DisclosureRules, spec: UseCaseSpec
+                 ) -> list[str]:
     words = [
         f"Non-zero cells below {rules.min_cell} are suppressed (min_cell = {rules.min_cell}).",
         "Zero cells are suppressed too (suppress_zero = true)." if rules.suppress_zero else
         "Zero cells are released as 0 (suppress_zero = false): a 0 is a true zero, "
         "not a hidden value.",
-        f"A non-zero cell is released only if at least {_parties(rules.min_contributors)} "
-        f"records in it, of the {parties} parties of the job "
-        f"(min_contributors = {rules.min_contributors}).",
     ]
+    if spec.kind == "aggregate":
+        words.append(
+            f"A non-zero cell is released only if at least {_parties(rules.min_contributors)} "
+            f"records in it, of the {len(spec.parties)} parties of the job "
+            f"(min_contributors = {rules.min_contributors}).")
+    elif spec.kind == "linkage":
+        # Each cell counts persons present at both parties: there is no one-party subtotal
+        # for a contributor rule to protect.
+        words.append("Each cell counts persons found at both parties, one row per person at "
+                     "each. The number of linked persons is released under the same rules.")
+    else:
+        words.append("Each person counts once however many records they have; a row counts "
+                     "the persons seen at exactly that many parties. The number of distinct "
+                     "persons is released under the same rules.")
     if rules != asked:
         # Parties' floors can only make the rules stricter; say so, or the header would not
         # match the spec printed at the bottom of the page.
@@ -186,7 +204,7 @@ def _charts(table: ReleasedTable, keep: np.ndarray, released: np.ndarray
     shape = spec.shape
     names = spec.group_by
     labels = [values for _, values in spec.categories]
-    y_label = _measure_words(spec.measure)
+    y_label = measure_words(spec)
     bars = len(keep) if len(shape) < 3 else shape[0] * shape[1]
     if bars > MAX_CHART_BARS:
         return [], (f"The table has too many categories to chart ({bars} bars); "

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mpc.config.spec import UseCaseSpec, parse_spec
+from mpc.config.spec import UseCaseSpec, load_spec, parse_spec
 from mpc.report.html import write_report
 from mpc.report.table import ReleasedTable
 from tests.helpers import spec_text
@@ -317,3 +317,21 @@ def test_chromium_screenshot_is_not_blank(report3: Path, tmp_path: Path) -> None
     assert len(np.unique(pixels, axis=0)) > 50
     # The charts' first series colour (#0072B2) is painted: the SVG rendered, not just text.
     assert (np.abs(pixels - (0x00, 0x72, 0xB2)).max(axis=1) <= 8).sum() > 1000
+
+
+@pytest.mark.parametrize(("usecase", "counts", "scalar_words"), [
+    ("hospital-insurer-linkage", "number of linked persons", "Linked persons"),
+    ("patients-across-hospitals", "number of persons", "Distinct persons"),
+])
+def test_person_level_kinds_say_what_they_count(tmp_path: Path, usecase: str, counts: str,
+                                                scalar_words: str) -> None:
+    spec = load_spec(Path(__file__).parents[2] / "usecases" / f"{usecase}.toml")
+    raw = np.arange(spec.cells + 1) * 7  # the cells, then the linked or distinct count
+    keep = raw >= spec.disclosure.min_cell
+    table = ReleasedTable(spec, spec.disclosure, "job-p", keep, np.where(keep, raw, 0))
+    text = write_report(table, tmp_path).read_text(encoding="utf-8")
+    assert f"({counts})" in text and "number of records" not in text
+    # No contributor rule here: a cell of persons has no one-party subtotal to protect.
+    assert "min_contributors" not in text.split('id="spec-text"')[0]
+    shown = "suppressed" if not keep[-1] else f"{int(raw[-1]):,}"
+    assert re.search(rf"{scalar_words}</dt>\s*<dd[^>]*>{shown}", text)

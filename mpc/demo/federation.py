@@ -8,6 +8,7 @@ mutual TLS on a free loopback port; the coordinator runs in the calling process.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,10 +29,43 @@ DEALER = "dealer"
 COORDINATOR = "coordinator"
 
 
+# Ports this process has handed out: a service may not have bound its port yet.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port that is free now, for a service that will bind it shortly.
+
+    Drawn from below the kernel's ephemeral range: a port that bind(0) returns lies inside
+    that range, where any outgoing connection (the tests make thousands) can take it as its
+    source port before the service binds it, and the service then fails to start.
+    """
+    low, high = _ephemeral_range()
+    ranges = [r for r in ((10000, low), (high + 1, 65536)) if r[1] - r[0] >= 1000]
+    rng = random.SystemRandom()
+    for _ in range(200 if ranges else 0):
+        port = rng.randrange(*rng.choice(ranges))
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no room outside the ephemeral range: the old way
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(v) for v in text.split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 @dataclass

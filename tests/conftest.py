@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from mpc.audit.log import AuditLog
@@ -15,8 +17,9 @@ from mpc.config.federation import load_federation
 from mpc.config.spec import parse_spec
 from mpc.demo import LocalFederation, PartySetup
 from mpc.runner.coordinator import Coordinator, JobOutcome
-from mpc.synth import generate_treatments
+from mpc.synth import generate_federation, generate_treatments
 from mpc.transport.tls import TlsIdentity
+from tests.helpers import treatments_from_omop
 from tests.pg import Postgres, postgres_server
 
 FIVE = ["hospital_a", "hospital_b", "hospital_c", "hospital_d", "hospital_e"]
@@ -82,6 +85,32 @@ def start_federation(root: Path, files: Mapping[str, Path], usecases: list[str],
     for party, path in files.items():
         setups.setdefault(party, PartySetup({"treatments": {"path": str(path)}}, usecases))
     return LocalFederation(root, setups, env=env).start()
+
+
+@contextmanager
+def generated_federation(root: Path, usecases: Sequence[str], *,
+                         hospital_budget: Mapping[str, float] | None = None, **generate: Any
+                         ) -> Iterator[tuple[Harness, dict[str, pd.DataFrame]]]:
+    """Generated data (OMOP at hospitals, claims at insurers, dispensing at pharmacies), a
+    running federation serving `usecases` on it, and each party's rows as a pandas frame
+    for the plaintext reference. `generate`: generate_federation's options."""
+    data = generate_federation(root / "data", **generate)
+    setups = {h: PartySetup({"treatments": {"omop": str(f)}}, usecases,
+                            budget=dict(hospital_budget or {}))
+              for h, f in data.hospitals.items()}
+    setups |= {i: PartySetup({"claims": {"path": str(f)}}, usecases)
+               for i, f in data.insurers.items()}
+    setups |= {p: PartySetup({"dispensing": {"path": str(f)}}, usecases)
+               for p, f in data.pharmacies.items()}
+    frames = {h: treatments_from_omop(f) for h, f in data.hospitals.items()}
+    frames |= {p: pd.read_csv(f, dtype=str).assign(packs=lambda d: d.packs.astype(int))
+               for p, f in data.pharmacies.items()}
+    frames |= {i: pd.read_csv(f, dtype=str) for i, f in data.insurers.items()}
+    fed = start_federation(root / "fed", {}, [], setups=setups)
+    try:
+        yield Harness(fed, {}), frames
+    finally:
+        fed.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mpc.config.spec import DisclosureRules, UseCaseSpec
+from mpc.connectors.lines import derive_lines, line_label
 
 DEMO_CATEGORIES = {
     "product": ["osimertinib", "durvalumab", "olaparib"],
@@ -67,3 +68,33 @@ def plaintext_release_frames(frames: Mapping[str, pd.DataFrame], spec: UseCaseSp
     keep = np.array([rules.keeps(int(v), int(c)) for v, c in zip(total, contributors,
                                                                strict=True)])
     return keep, np.where(keep, total.to_numpy(), 0), total.to_numpy()
+
+
+def treatments_from_omop(folder: Path) -> pd.DataFrame:
+    """The treatments view, rebuilt in pandas: one row per patient, product and line."""
+    read = lambda t: pd.read_csv(folder / f"{t}.csv")  # noqa: E731
+    exposures = read("drug_exposure")
+    for column in ("drug_exposure_start_date", "drug_exposure_end_date"):
+        exposures[column] = pd.to_datetime(exposures[column])
+    if (folder / "episode.csv").exists():
+        episodes = read("episode")
+        merged = exposures.merge(episodes, on="person_id")
+        within = (merged.drug_exposure_start_date >= pd.to_datetime(merged.episode_start_date)) \
+            & (merged.drug_exposure_start_date <= pd.to_datetime(merged.episode_end_date))
+        lines = merged[within][["drug_exposure_id", "episode_number"]].rename(
+            columns={"episode_number": "line"})
+    else:
+        derived = derive_lines(exposures.rename(columns={
+            "drug_source_value": "drug", "drug_exposure_start_date": "start_date",
+            "drug_exposure_end_date": "end_date"}))
+        lines = derived[["drug_exposure_id", "line"]]
+    conditions = read("condition_occurrence").sort_values("condition_start_date") \
+        .drop_duplicates("person_id")[["person_id", "condition_source_value"]]
+    rows = exposures.merge(lines, on="drug_exposure_id") \
+        .merge(read("person")[["person_id", "person_source_value"]], on="person_id") \
+        .merge(conditions, on="person_id", how="left")
+    rows["line"] = rows["line"].map(line_label)
+    return rows.rename(columns={"person_source_value": "pseudonym",
+                                "drug_source_value": "product",
+                                "condition_source_value": "indication"}) \
+        .drop_duplicates(["pseudonym", "product", "indication", "line"])

@@ -10,10 +10,7 @@ import pandas as pd
 import pytest
 
 from mpc.config.spec import DisclosureRules, parse_spec
-from mpc.demo import PartySetup
-from mpc.synth import generate_federation
-from tests.conftest import Harness, start_federation
-from tests.integration.test_usecases import treatments_from_omop
+from tests.conftest import Harness, generated_federation
 
 HOSPITALS = ["hospital_a", "hospital_b", "hospital_c", "hospital_d", "hospital_e"]
 INSURERS = ["insurer_a", "insurer_b"]
@@ -64,21 +61,11 @@ min_cell = {min_cell}
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[tuple[Harness, dict[str, pd.DataFrame]]]:
-    root = tmp_path_factory.mktemp("linkage")
-    data = generate_federation(root / "data", hospitals=HOSPITALS, insurers=INSURERS,
-                               pharmacies=(), patients=3000, seed=37)
     uses = ["linkage", "overlap-2", "overlap-3", "overlap-5"]
-    setups = {h: PartySetup({"treatments": {"omop": str(f)}}, uses)
-              for h, f in data.hospitals.items()}
-    setups |= {i: PartySetup({"claims": {"path": str(f)}}, uses)
-               for i, f in data.insurers.items()}
-    frames = {h: treatments_from_omop(f) for h, f in data.hospitals.items()}
-    frames |= {i: pd.read_csv(f, dtype=str) for i, f in data.insurers.items()}
-    fed = start_federation(root / "fed", {}, [], setups=setups)
-    try:
-        yield Harness(fed, {}), frames
-    finally:
-        fed.stop()
+    with generated_federation(tmp_path_factory.mktemp("linkage"), uses, hospitals=HOSPITALS,
+                              insurers=INSURERS, pharmacies=(), patients=3000,
+                              seed=37) as running:
+        yield running
 
 
 def reduced(df: pd.DataFrame, by: list[str], order_by: str, keep: str) -> pd.DataFrame:

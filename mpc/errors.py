@@ -7,6 +7,29 @@ coordinator prints `str(error)` as it is, so messages are written for people.
 from __future__ import annotations
 
 
+class Code:
+    """Failure codes (common.proto `Failure.code`): the one vocabulary workers, job
+    processes and the coordinator share, so the coordinator can tell a root cause from a
+    failure that only echoes another party's."""
+
+    POLICY = "POLICY"  # a party's policy refuses the job (a job id used before, too)
+    DATA = "DATA"
+    CONFIG = "CONFIG"
+    PEER = "PEER"  # a peer aborted (an echo)
+    UNREACHABLE = "UNREACHABLE"
+    LOST = "LOST"
+    SILENT = "SILENT"
+    TRANSPORT = "TRANSPORT"  # an echo
+    DEALER = "DEALER"
+    PROTOCOL = "PROTOCOL"
+    ENGINE = "ENGINE"
+    TIMEOUT = "TIMEOUT"
+    INTERNAL = "INTERNAL"
+    ABORTED = "ABORTED"  # the job was aborted (an echo)
+    WORKER = "WORKER"  # the coordinator's call to a worker failed
+    ECHOES = (PEER, TRANSPORT, ABORTED)
+
+
 class MpcError(Exception):
     """Base class of every error this project raises on purpose."""
 

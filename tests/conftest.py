@@ -15,13 +15,18 @@ import pytest
 from mpc.audit.log import AuditLog
 from mpc.config.federation import load_federation
 from mpc.config.spec import parse_spec
-from mpc.demo import LocalFederation, PartySetup
+from mpc.demo import LocalFederation, PartySetup, demo_bounds
 from mpc.runner.coordinator import Coordinator, JobOutcome
 from mpc.synth import generate_federation, generate_treatments
 from mpc.transport.tls import TlsIdentity
 from tests.helpers import treatments_from_omop
 from tests.pg import Postgres, postgres_server
 
+# Bounds of the generated `treatments` files in most tests: they ask many questions of one
+# dataset, so the differencing check is off (tests/integration/test_ledger.py and
+# tests/redteam/ test it on).
+TEST_BOUNDS = {"ledger": False, "person_key": "pseudonym", "max_persons": 10_000,
+               "clip": {"cycles": [0, 1000]}}
 FIVE = ["hospital_a", "hospital_b", "hospital_c", "hospital_d", "hospital_e"]
 
 
@@ -83,25 +88,29 @@ def start_federation(root: Path, files: Mapping[str, Path], usecases: list[str],
                      setups: Mapping[str, PartySetup] | None = None) -> LocalFederation:
     setups = dict(setups or {})
     for party, path in files.items():
-        setups.setdefault(party, PartySetup({"treatments": {"path": str(path)}}, usecases))
+        setups.setdefault(party, PartySetup({"treatments": {"path": str(path)}}, usecases,
+                                            bounds={"treatments": TEST_BOUNDS}))
     return LocalFederation(root, setups, env=env).start()
 
 
 @contextmanager
 def generated_federation(root: Path, usecases: Sequence[str], *,
-                         hospital_budget: Mapping[str, float] | None = None, **generate: Any
+                         ledger: bool = False, **generate: Any
                          ) -> Iterator[tuple[Harness, dict[str, pd.DataFrame]]]:
     """Generated data (OMOP at hospitals, claims at insurers, dispensing at pharmacies), a
-    running federation serving `usecases` on it, and each party's rows as a pandas frame
-    for the plaintext reference. `generate`: generate_federation's options."""
+    running federation serving `usecases` on it with the demo's bounds, and each party's
+    rows as a pandas frame for the plaintext reference. `ledger`: whether the parties
+    refuse differencing (off by default: most tests ask many questions of one dataset).
+    `generate`: generate_federation's options."""
     data = generate_federation(root / "data", **generate)
-    setups = {h: PartySetup({"treatments": {"omop": str(f)}}, usecases,
-                            budget=dict(hospital_budget or {}))
-              for h, f in data.hospitals.items()}
-    setups |= {i: PartySetup({"claims": {"path": str(f)}}, usecases)
-               for i, f in data.insurers.items()}
-    setups |= {p: PartySetup({"dispensing": {"path": str(f)}}, usecases)
-               for p, f in data.pharmacies.items()}
+
+    def setup(dataset: str, source: dict[str, str]) -> PartySetup:
+        return PartySetup({dataset: source}, usecases,
+                          bounds={dataset: demo_bounds(dataset, ledger=ledger)})
+
+    setups = {h: setup("treatments", {"omop": str(f)}) for h, f in data.hospitals.items()}
+    setups |= {i: setup("claims", {"path": str(f)}) for i, f in data.insurers.items()}
+    setups |= {p: setup("dispensing", {"path": str(f)}) for p, f in data.pharmacies.items()}
     frames = {h: treatments_from_omop(f) for h, f in data.hospitals.items()}
     frames |= {p: pd.read_csv(f, dtype=str).assign(packs=lambda d: d.packs.astype(int))
                for p, f in data.pharmacies.items()}

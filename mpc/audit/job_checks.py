@@ -1,4 +1,5 @@
-"""Per-job checks of the audit: spec, policy, delivery, dealer ledger, releases, rules."""
+"""Per-job checks of the audit: spec, policy, delivery, dealer ledger, releases, rules,
+and the pins of the coordinator's and the dealer's logs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from mpc.audit.events import (
+    COORDINATOR_ROLE,
+    DEALER_ROLE,
+    MEMBER_HEAD,
+    RELEASE,
+    RULES_AGREED,
+    SESSION_START,
+)
+from mpc.audit.log import RESERVED, canonical
 from mpc.audit.model import Finding, MemberLog, Report
 from mpc.config.federation import Federation
 from mpc.config.spec import COORDINATOR, DisclosureRules
@@ -111,6 +121,9 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
     requests = _check_dealer(view, federation, finding)
     _check_releases(view, recipients, finding)
     _check_certificates(view, federation, finding)
+    _check_rules(view, finding)
+    if view.all(RELEASE):
+        _check_pins(view, set(parties), coordinators, federation.dealer.name, finding)
     report.jobs.append({"job": job, "usecase": (submitted[0]["usecase"] if submitted else
                                                 next((d.get("usecase") for _, d in decisions
                                                       if d.get("usecase")), None)),
@@ -213,3 +226,49 @@ def _check_certificates(view: JobView, federation: Federation, finding: Any) -> 
             if registered and fingerprint != registered:
                 finding("certificate", f"{member} saw a certificate for {party} that is not "
                                        "the one the federation registers", member)
+
+
+def _check_rules(view: JobView, finding: Any) -> None:
+    """Every party applied the same disclosure rules (as its session start records them,
+    and the digest of what the parties agreed on, where it is recorded)."""
+    def differ(what: str, held: dict[str, Any]) -> None:
+        if len({canonical({"v": v}) for v in held.values()}) > 1:
+            detail = "; ".join(f"{m}: {_short(v)}" for m, v in sorted(held.items()))
+            finding("rules", f"the parties applied different {what} for this job ({detail})")
+
+    starts = view.all(SESSION_START)
+    differ("rules", {m: e.get("rules") for m, e in starts})
+    differ("agreed rules digests", {m: e["rules_sha256"] for m, e in starts
+                                    if "rules_sha256" in e})
+    differ("agreed rules", {m: {k: v for k, v in e.items() if k not in RESERVED | {"job"}}
+                            for m, e in view.all(RULES_AGREED)})
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in sorted(value.items()))
+    text = str(value)
+    return text[:12] if len(text) == 64 else text
+
+
+def _check_pins(view: JobView, parties: set[str], coordinators: set[str], dealer: str,
+                finding: Any) -> None:
+    """Once a job released something, some party pinned the head of the coordinator's log
+    (handed over after its release and end entries) and of the dealer's (handed over with
+    each leave). Whether the pinned entries are still in those logs as pinned is checked
+    with every other recorded head (verify._check_heads)."""
+    pins = [(m, e) for m, e in view.all(MEMBER_HEAD) if m in parties]
+    for role, names in ((COORDINATOR_ROLE, coordinators), (DEALER_ROLE, {dealer})):
+        mine = [(m, e) for m, e in pins if e.get("member_role") == role]
+        pinned = set()
+        for member, e in mine:
+            head = e.get("head")
+            name = head.get("member") if isinstance(head, dict) else None
+            if name not in names:
+                finding("pin", f"{member} pinned the log of {name!r} as this job's {role}, "
+                               f"which is {', '.join(sorted(names)) or 'unknown'}", member)
+            pinned.add(name)
+        for name in sorted(names - pinned):
+            finding("pin", f"no party pinned the log head of {name}, the {role} of this job, "
+                           "although the job released: entries it dropped or rewrote later "
+                           "would go unnoticed", name)

@@ -16,10 +16,11 @@ import base64
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mpc.config.keys import read_private_key
 from mpc.errors import AuditError
 
+log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 RESERVED = frozenset({"seq", "time", "member", "role", "event", "prev", "hash", "sig"})
 _TAIL_BYTES = 1 << 16
@@ -66,6 +68,33 @@ class Head:
 
     def as_dict(self) -> dict[str, Any]:
         return {"member": self.member, "seq": self.seq, "hash": self.hash, "sig": self.sig}
+
+
+def iter_entries(path: Path) -> Iterator[dict[str, Any]]:
+    """The entries of a member's audit log, parsed: what a service rebuilds its state from.
+
+    Every complete line is read as JSON and only its structured fields count, so text
+    inside a field (a name, a reason) can never pass for an entry. A torn last line is left
+    out; a line that is not a JSON object is skipped with a warning instead of stopping the
+    service (`mpc audit verify` reports it). Chain and signatures are not checked here: this
+    is the member reading its own log; auditors verify it.
+    """
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.endswith(b"\n"):
+                return  # a write cut off by a crash: not an entry
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict):
+                log.warning("%s: line %d is not an audit entry; skipped", path, number)
+                continue
+            yield entry
 
 
 def _ends_with_newline(fh: Any) -> bool:

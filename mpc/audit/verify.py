@@ -2,13 +2,15 @@
 
 Per log: every entry's hash matches its content, its signature verifies under the
 member's key in the federation, sequence numbers run 0, 1, 2, ... without gaps or
-swaps, and each entry chains to the one before. Across logs: no log was cut short
-(other members recorded its head; every job it took part in has its closing
-entry), and per job (job_checks.py): same spec everywhere, approved by every
-policy, every message delivered with the same digest, the dealer's ledger equal
-to each party's, releases only to recipients, and every released cell within the
-rules. The audit shows that the agreed process was followed by the holders of the
-registered keys; it cannot show that the parties' inputs were true.
+swaps, and each entry chains to the one before. Across logs: no log was cut short or
+rewritten (every head another member recorded, its peers' at the end of a job and the
+coordinator's and the dealer's that the parties pin, is in the log as recorded; every
+job it took part in has its closing entry), and per job (job_checks.py): same spec and
+same rules everywhere, approved by every policy, every message delivered with the same
+digest, the dealer's ledger equal to each party's, the coordinator's and the dealer's
+logs pinned for every job that released, releases only to recipients, and every
+released cell within the rules. The audit shows that the agreed process was followed
+by the holders of the registered keys; it cannot show that the parties' inputs were true.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from mpc.audit.events import MEMBER_HEAD, PARTY_HEADS, PEER_HEADS
 from mpc.audit.job_checks import check_jobs
 from mpc.audit.log import GENESIS, entry_hash
 from mpc.audit.model import Finding, MemberLog, Report
@@ -144,13 +147,33 @@ def _check_chain(log: MemberLog, key: Ed25519PublicKey, report: Report) -> None:
         prev_hash, prev_seq = e["hash"], e["seq"]
 
 
+def _recorded_heads(entry: dict[str, Any]) -> list[Any]:
+    """The heads of other members' logs that an entry records, if any."""
+    event = entry.get("event")
+    if event in (PEER_HEADS, PARTY_HEADS):
+        heads = entry.get("heads", [])
+        return heads if isinstance(heads, list) else [heads]
+    return [entry.get("head")] if event == MEMBER_HEAD else []
+
+
+def _head_ok(head: Any) -> bool:
+    return (isinstance(head, dict) and isinstance(head.get("member"), str)
+            and isinstance(head.get("seq"), int) and isinstance(head.get("hash"), str)
+            and isinstance(head.get("sig"), str))
+
+
 def _check_heads(logs: dict[str, MemberLog], federation: Federation, report: Report) -> None:
-    """What others recorded of each log's head must be in that log: else its end was cut."""
+    """What others recorded of each log's head must be in that log, exactly: else its end
+    was cut, or it was rewritten (re-signed) after they recorded it."""
     recorded: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
     for log in logs.values():
         for e in log.entries:
-            for head in e.get("heads", []) if e.get("event") in ("peer_heads", "party_heads") \
-                    else []:
+            for head in _recorded_heads(e):
+                if not _head_ok(head):
+                    report.findings.append(Finding(
+                        "chain", f"{log.member}'s entry {e['seq']} ({e.get('event')}) records "
+                                 "a malformed log head", log.member, e.get("job")))
+                    continue
                 recorded[head["member"]].append((log.member, e.get("job", ""), head))
     members = federation.members()
     for member, heads in recorded.items():
@@ -171,7 +194,7 @@ def _check_heads(logs: dict[str, MemberLog], federation: Federation, report: Rep
                     "truncated", f"{member}'s log ends at entry {log.last_seq()}, but "
                                  f"{recorder} recorded its entry {head['seq']}: the end of the "
                                  "log was cut", member, job))
-            elif entry is None or entry["hash"] != head["hash"]:
+            elif entry is None or entry["hash"] != head["hash"] or entry["sig"] != head["sig"]:
                 report.findings.append(Finding(
                     "chain", f"{member}'s entry {head['seq']} is not the one {recorder} "
-                             "recorded", member, job))
+                             "recorded: the log was rewritten after", member, job))

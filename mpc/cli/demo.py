@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -27,6 +28,18 @@ def find_dataset(data: Path, party: str, dataset: str) -> dict[str, str]:
         f"no {data / party / dataset}.csv or .parquet for party {party}", param_hint="--data")
 
 
+def load_bounds(path: Path) -> dict[str, dict[str, Any]]:
+    """Dataset bounds for every party of the demo, checked as a party config checks them."""
+    from mpc.config.bounds import DatasetBounds
+    from mpc.config.fields import Fields, load_toml
+
+    data, _ = load_toml(path)
+    f = Fields(data, str(path))
+    for dataset in f.names():
+        DatasetBounds.parse(f.table(dataset))
+    return data
+
+
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for everything the demo "
                              "makes: certificates, configs, logs, data and results."),
@@ -34,6 +47,10 @@ def demo(
                                      ".csv or .parquet for every party the spec names."),
     usecase: Path | None = typer.Option(None, "--usecase", help="The use case spec (TOML); "
                                         "default: usecases/oncology-product-use.toml."),
+    bounds: Path | None = typer.Option(None, "--bounds", help="What every party allows a spec "
+                                       "to ask of a dataset: a TOML file with a [<dataset>] "
+                                       "table of the fields of [datasets.<name>.bounds]; "
+                                       "default: the bounds of the shipped party configs."),
     patients: int = typer.Option(6000, help="Generated oncology patients in all."),
     seed: int = typer.Option(7, help="Seed of the generated data."),
 ) -> None:
@@ -42,12 +59,13 @@ def demo(
     from mpc.cli.run import run_job
     from mpc.config.federation import load_federation
     from mpc.config.spec import load_spec
-    from mpc.demo import LocalFederation, PartySetup
+    from mpc.demo import LocalFederation, PartySetup, demo_bounds
     from mpc.synth import generate_federation
 
     console = Console()
     try:
         spec = load_spec(usecase or DEFAULT_USECASE)
+        chosen = load_bounds(bounds) if bounds is not None else {}
     except MpcError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
@@ -63,10 +81,13 @@ def demo(
         console.print(f"Generating synthetic data (OMOP tables at hospitals, claims at "
                       f"insurers, dispensing at pharmacies) in {data}/")
         generate_federation(data, patients=patients, seed=seed)
-    # A privacy budget for differentially private use cases: ten jobs at epsilon 1.
+    # Each party bounds what a spec may ask of its dataset as the shipped configs do.
     setups = {p: PartySetup(
         datasets={spec.dataset_of(p): find_dataset(data, p, spec.dataset_of(p))},
-        usecases=[spec.name], budget={spec.dataset_of(p): 10.0}) for p in spec.parties}
+        usecases=[spec.name],
+        bounds={spec.dataset_of(p): chosen.get(spec.dataset_of(p),
+                                               demo_bounds(spec.dataset_of(p)))})
+        for p in spec.parties}
     federation = LocalFederation(out, setups)
     console.print(f"Starting the dealer and {len(spec.parties)} workers on loopback "
                   f"(mutual TLS; service logs in {federation.service_logs}/)")

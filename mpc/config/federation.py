@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from mpc.config.fields import Fields, host_port, load_toml
 from mpc.config.party import TlsFiles
 from mpc.errors import ConfigError
+from mpc.transport.validate import name_problem
 
 INLINE_KEY = "ed25519:"
 
@@ -98,8 +99,12 @@ class Federation:
 
 
 def _member(name: str, role: str, f: Fields, needs_address: bool) -> Member:
+    member_name = f.str("name", name)
+    problem = name_problem(member_name)
+    if problem:  # member names end up in logs, audit entries and file names
+        raise f.error("name", problem)
     return Member(
-        name=f.str("name", name),
+        name=member_name,
         role=role,
         address=host_port(f, "address") if needs_address else None,
         cert=f.path("cert", None),
@@ -130,12 +135,23 @@ def load_federation(path: Path) -> Federation:
     assert parties_table is not None
     parties = {}
     for name in parties_table.names():
+        problem = name_problem(name)
+        if problem:
+            raise parties_table.error(name, problem)
         sub = parties_table.table(name)
         assert sub is not None
-        parties[name] = _member(name, "party", sub, needs_address=True)
+        member = _member(name, "party", sub, needs_address=True)
+        if member.name != name:
+            raise sub.error("name", f"party {name} names itself {member.name!r}: a party's "
+                                    "table is named after it")
+        parties[name] = member
         sub.done()
     if not parties:
         raise f.error("parties", "a federation needs at least one party")
+    names = [coordinator.name, dealer.name, *parties]
+    if len(set(names)) != len(names):
+        raise f.error("parties", "member names must be unique across parties, dealer and "
+                                 "coordinator")
     f.done()
     return Federation(ca=ca, coordinator=coordinator, own=own, dealer=dealer, parties=parties,
                       source=str(path))

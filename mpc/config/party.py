@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mpc.config.bounds import DatasetBounds
 from mpc.config.fields import Fields, host_port, load_toml
 from mpc.errors import ConfigError
 
@@ -32,6 +33,7 @@ class DatasetConfig:
     url: str | None = None
     query: str | None = None
     omop: Path | None = None
+    bounds: DatasetBounds = field(default_factory=DatasetBounds)
 
     @property
     def format(self) -> str:
@@ -54,6 +56,7 @@ class DatasetConfig:
         url = f.str("url", None)
         query = f.str("query", None)
         omop = f.path("omop", None)
+        bounds = DatasetBounds.parse(f.table("bounds", None))
         f.done()
         if sum(x is not None for x in (path, url, omop)) != 1:
             raise f.error("path", "give one of path (a CSV/Parquet file), url plus query (a "
@@ -64,7 +67,7 @@ class DatasetConfig:
             raise f.error("query", "query is only for database datasets (url)")
         if path is not None and path.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise f.error("path", f"expected a .csv or .parquet file, got {path.name!r}")
-        return cls(name=name, path=path, url=url, query=query, omop=omop)
+        return cls(name=name, path=path, url=url, query=query, omop=omop, bounds=bounds)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,6 @@ class Policy:
     pinned: dict[str, str] = field(default_factory=dict)  # use case name -> spec SHA-256
     min_cell_floor: int = 1
     min_contributors_floor: int = 1
-    budget: dict[str, float] = field(default_factory=dict)  # dataset -> total epsilon
 
     @classmethod
     def parse(cls, f: Fields) -> Policy:
@@ -93,22 +95,15 @@ class Policy:
                     raise pins.error(name, "pinned use case is not in policy.usecases")
                 pinned[name] = digest
             pins.done()
-        budget: dict[str, float] = {}
-        budgets = f.table("budget", None)
-        if budgets is not None:
-            for dataset in budgets.names():
-                epsilon = budgets.float(dataset)
-                if epsilon <= 0:
-                    raise budgets.error(dataset, "a privacy budget is a positive epsilon")
-                budget[dataset] = epsilon
-            budgets.done()
+        if f.has("budget"):
+            raise f.error("budget", "privacy budgets are set per dataset now: "
+                                    "[datasets.<name>.bounds] epsilon_budget")
         policy = cls(
             coordinators=coordinators,
             usecases=usecases,
             pinned=pinned,
             min_cell_floor=f.int("min_cell_floor", 1, minimum=1),
             min_contributors_floor=f.int("min_contributors_floor", 1, minimum=1),
-            budget=budget,
         )
         f.done()
         return policy

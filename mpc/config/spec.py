@@ -39,18 +39,24 @@ class Measure:
 
 @dataclass(frozen=True)
 class DisclosureRules:
-    """Small-cell rules, all evaluated on secret shares."""
+    """The rules a release is made under, all evaluated on secret shares: the small-cell
+    rules, and for noisy releases the sensitivity the noise is calibrated to. Every party
+    applies the strictest of the spec's and each party's floors, and the parties agree on
+    one digest of them before anything is shared."""
 
     min_cell: int = 10
     suppress_zero: bool = False
     min_contributors: int = 1
+    sensitivity: int = 0  # with noise: the largest of the parties' contribution bounds
 
-    def with_floors(self, min_cell: int, min_contributors: int) -> DisclosureRules:
+    def with_floors(self, floors: DisclosureRules) -> DisclosureRules:
         """The stricter of these rules and a party's floors."""
         return replace(
             self,
-            min_cell=max(self.min_cell, min_cell),
-            min_contributors=max(self.min_contributors, min_contributors),
+            min_cell=max(self.min_cell, floors.min_cell),
+            suppress_zero=self.suppress_zero or floors.suppress_zero,
+            min_contributors=max(self.min_contributors, floors.min_contributors),
+            sensitivity=max(self.sensitivity, floors.sensitivity),
         )
 
     def at_least_as_strict_as(self, other: DisclosureRules) -> bool:
@@ -58,6 +64,7 @@ class DisclosureRules:
             self.min_cell >= other.min_cell
             and self.min_contributors >= other.min_contributors
             and (self.suppress_zero or not other.suppress_zero)
+            and self.sensitivity >= other.sensitivity
         )
 
     def keeps(self, value: int, contributors: int) -> bool:
@@ -89,7 +96,10 @@ class Noise:
     mechanism: str  # discrete_laplace (epsilon-DP) or discrete_gaussian ((epsilon, delta)-DP)
     epsilon: float
     delta: float = 0.0
-    sensitivity: int = 1  # how much one person can change the table (L1; L2 for Gaussian)
+    # How much one person's rows at one party can change the table (L1; bounds L2 too).
+    # Never from the spec: the parties derive it from their contribution bounds and agree
+    # on the largest before anything is shared (worker/job_process.py).
+    sensitivity: int = 1
 
 
 PARTIES_SEEN = "parties_seen"  # the overlap histogram's one column
@@ -138,10 +148,8 @@ class UseCaseSpec:
     disclosure: DisclosureRules
     text: bytes  # the exact bytes the parties hash and agree on
     source: str = "<spec>"
-    family: str = ""  # jobs of one family are compared for differencing; default: the name
     window: Window | None = None
     filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # column -> values kept
-    schedule: str | None = None  # "repeat": a scheduled repeat over non-overlapping windows
     noise: Noise | None = None
     round_to: int = 1  # released (noisy) values are rounded to a multiple of this
     linkage: Linkage | None = None
@@ -183,6 +191,13 @@ class UseCaseSpec:
         """Every combination of categories, in output (row-major) order."""
         return list(itertools.product(*(values for _, values in self.categories)))
 
+    def noise_under(self, rules: DisclosureRules) -> Noise | None:
+        """The noise as applied: the spec's mechanism, epsilon and delta, calibrated to the
+        sensitivity the parties agreed on (never one the spec states)."""
+        if self.noise is None:
+            return None
+        return replace(self.noise, sensitivity=max(1, rules.sensitivity))
+
     def rank_of(self, party: str) -> int:
         return self.parties.index(party)
 
@@ -212,7 +227,7 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
         if r != COORDINATOR and r not in parties:
             raise f.error("recipients", f"{r!r} is neither '{COORDINATOR}' nor a party of the job")
 
-    dataset, window, filters, schedule = "", None, (), None
+    dataset, window, filters = "", None, ()
     linkage, overlap = None, None
     measure = Measure("count")
     if kind == "linkage":
@@ -223,11 +238,6 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
         dataset = inp.str("dataset")
         window = _window(inp)
         filters = _filters(inp)
-        schedule = inp.str("schedule", None)
-        if schedule not in (None, "repeat"):
-            raise inp.error("schedule", f"expected 'repeat', got {schedule!r}")
-        if schedule is not None and window is None:
-            raise inp.error("schedule", "a scheduled repeat needs a window (its period)")
         inp.done()
     if kind == "aggregate":
         agg = f.table("aggregate")
@@ -280,17 +290,22 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
                 f"{rules.min_contributors} exceeds the {len(parties)} parties of the job: "
                 "every non-zero cell would be suppressed",
             )
+        if noise is not None and rules.min_contributors > 1:
+            raise disc.error("min_contributors", "the contributor rule looks at the raw data, "
+                                                 "so a noisy release cannot apply it")
         if kind != "aggregate" and (rules.min_contributors > 1 or noise is not None):
             raise disc.error("min_contributors" if noise is None else "noise",
                              f"{kind} jobs take min_cell, suppress_zero and round_to only")
         disc.done()
-    family = f.str("family", name)
+    if f.has("family"):
+        raise f.error("family", "no longer a spec field: the release ledger compares every "
+                                "release on a dataset, whatever its name")
     f.done()
     spec = UseCaseSpec(
         name=name, kind=kind, parties=parties, recipients=recipients,  # type: ignore[arg-type]
         dataset=dataset, group_by=group_by, measure=measure, categories=tuple(categories),
-        disclosure=rules, text=raw, source=source, family=family, window=window,
-        filters=filters, schedule=schedule, noise=noise, round_to=round_to, linkage=linkage,
+        disclosure=rules, text=raw, source=source, window=window,
+        filters=filters, noise=noise, round_to=round_to, linkage=linkage,
         overlap=overlap,
     )
     if spec.cells > 10_000_000:
@@ -383,9 +398,11 @@ def _noise(disc: Fields) -> Noise | None:
     mechanism = table.str("mechanism")
     if mechanism not in NOISE_MECHANISMS:
         raise table.error("mechanism", f"expected one of {', '.join(NOISE_MECHANISMS)}")
+    if table.has("sensitivity"):
+        raise table.error("sensitivity", "not a spec field: each party derives it from its "
+                                         "contribution bounds ([datasets.<name>.bounds])")
     noise = Noise(mechanism=mechanism, epsilon=table.float("epsilon"),
-                  delta=table.float("delta", 0.0),
-                  sensitivity=table.int("sensitivity", 1, minimum=1))
+                  delta=table.float("delta", 0.0))
     table.done()
     if not 0 < noise.epsilon <= 20:
         raise table.error("epsilon", "must be in (0, 20]")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mpc.config.party import DatasetConfig
+from mpc.config.spec import Window
 from mpc.connectors.omop import register_treatments
 from mpc.errors import DataError
 
@@ -53,6 +54,25 @@ class Source:
 
 def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def scope_conditions(source: Source, window: Window | None,
+                     filters: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """A spec's window and filters as SQL conditions on `source`. ISO dates compare
+    correctly as text or as dates, and every literal is quoted."""
+    conditions = []
+    if window is not None:
+        col = source.quote(window.column)
+        conditions.append(f"{col} >= {sql_string(window.start)} AND "
+                          f"{col} < {sql_string(window.end)}")
+    for column, values in filters:
+        listed = ", ".join(sql_string(v) for v in values)
+        conditions.append(f"{source.as_text(source.quote(column))} IN ({listed})")
+    return conditions
+
+
+def where_clause(conditions: Sequence[str]) -> str:
+    return " WHERE " + " AND ".join(f"({c})" for c in conditions) if conditions else ""
 
 
 def quote_ident(name: str) -> str:

@@ -3,37 +3,39 @@
 Each person comes back as their key (a pseudonym, as text) and the cell of the spec's
 categories their attributes fall into. Where the dataset holds several rows per person, the
 spec's reduce rule picks one inside the engine (a ROW_NUMBER window), so Python never sees
-the other rows.
+the other rows; without a rule, the first row in the order of the `by` values.
 
-Errors follow connectors/engines.py: messages name the party, dataset
-and column, never a data value or a count; offending category values go to the local log.
+Nothing inside the job's scope makes the job fail: rows with a null key, or with `by`
+values outside the categories, are left out (this party's log says how many), a null
+ordering value sorts last, and an empty scope is an empty list. The one data check, that
+the dataset holds no more persons than the party's list bound, runs on the whole dataset,
+so it fails every job on the dataset alike, whatever the spec asks. Errors follow
+connectors/engines.py: they name the party, dataset and column, never a value or a count.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mpc.config.party import DatasetConfig
-from mpc.connectors.engines import Source, cell_indices, check_columns, open_source
+from mpc.config.spec import Reduce, Window
+from mpc.connectors.engines import (
+    Source,
+    cell_indices,
+    check_columns,
+    open_source,
+    scope_conditions,
+    sql_string,
+    where_clause,
+)
 from mpc.errors import DataError
 
-_KEEP = ("first", "last")
-_SEVERAL_ROWS = "has several rows per person; the spec needs a reduce rule"
-
-
-@dataclass(frozen=True)
-class Reduce:
-    """Which of a person's rows to keep: the first or last one ordered by `order_by`."""
-
-    order_by: str
-    keep: str  # "first" or "last"
-
-    def __post_init__(self) -> None:
-        if self.keep not in _KEEP:
-            raise ValueError(f"keep must be 'first' or 'last', not {self.keep!r}")
+log = logging.getLogger(__name__)
+__all__ = ["PersonRequest", "PersonRows", "Reduce", "compute_person_rows"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class PersonRequest:
     by: tuple[str, ...]  # attribute columns (may be empty)
     categories: tuple[tuple[str, tuple[str, ...]], ...]  # in `by` order, values as text
     reduce: Reduce | None = None
+    window: Window | None = None  # only rows in this period
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # only rows with these values
+    max_persons: int | None = None  # the party's list bound, checked on the whole dataset
 
     def __post_init__(self) -> None:
         if tuple(column for column, _ in self.categories) != self.by:
@@ -90,52 +95,71 @@ def _read(request: PersonRequest, distinct_only: bool, source: Source
     """
     reduce = None if distinct_only else request.reduce
     needed = [request.key, *request.by] + ([reduce.order_by] if reduce else [])
-    check_columns(request, source, needed)
+    needed += [request.window.column] if request.window else []
+    needed += [column for column, _ in request.filters]
+    check_columns(request, source, list(dict.fromkeys(needed)))
     run, src, quote, as_text = source.run, source.relation, source.quote, source.as_text
-    if not run(f"SELECT 1 FROM {src} LIMIT 1"):
-        raise request.error("dataset has no rows")
-
-    # Nulls are refused rather than dropped: a missing key or ordering value would silently
-    # lose (or arbitrarily reduce) a person.
-    for column in [request.key] + ([reduce.order_by] if reduce else []):
-        if run(f"SELECT 1 FROM {src} WHERE {quote(column)} IS NULL LIMIT 1"):
-            raise request.error("has missing (null) values", column=column)
-
     key = as_text(quote(request.key))
+    if request.max_persons is not None:
+        # The whole dataset, never the job's scope: the outcome is the same for every spec.
+        persons = run(f"SELECT COUNT(DISTINCT {key}) FROM {src}")[0][0]
+        if persons > request.max_persons:
+            log.warning("%s: dataset %r holds %d persons, more than its list bound %d",
+                        request.party, request.dataset, persons, request.max_persons)
+            raise request.error("holds more persons than its list bound (max_persons in "
+                                f"[datasets.{request.dataset}.bounds]); every linkage and "
+                                "overlap job on it fails until the bound is raised",
+                                request.key)
+
     by = [as_text(quote(column)) for column in request.by]
-    if by:
-        # Every row must fit the categories, not only the ones the reduce rule keeps, as
-        # in the aggregate path; only distinct combinations come back, never counts.
-        cell_indices(request, request.categories,
-                     run(f"SELECT DISTINCT {', '.join(by)} FROM {src}"))
+    fits = [f"{quote(request.key)} IS NOT NULL"]
+    for expr, (_, values) in zip(by, request.categories, strict=True):
+        fits.append(f"{expr} IN ({', '.join(sql_string(v) for v in values)})")
+    scope = scope_conditions(source, request.window, request.filters)
+    _log_left_out(request, source, scope, fits)
+    where = where_clause(scope + fits)
 
-    if distinct_only:
-        return run(f"SELECT DISTINCT {key} FROM {src}")
-    if reduce is None:
-        if run(f"SELECT 1 FROM {src} GROUP BY {key} HAVING COUNT(*) > 1 LIMIT 1"):
-            raise request.error(_SEVERAL_ROWS, column=request.key)
-        return run(f"SELECT {', '.join([key, *by])} FROM {src}")
-
+    if distinct_only or not by and reduce is None:
+        return run(f"SELECT DISTINCT {key} FROM {src}{where}")
     # keep="last" is keep="first" over the reversed order, tie-breakers included, so it
-    # takes the last row of the very order that "first" takes the first of.
-    direction = "ASC" if reduce.keep == "first" else "DESC"
-    order = ", ".join(f"{e} {direction}" for e in [quote(reduce.order_by), *by])
+    # takes the last row of the very order that "first" takes the first of. A null
+    # ordering value sorts last either way: it is never preferred to a known one.
+    direction = "ASC" if reduce is None or reduce.keep == "first" else "DESC"
+    order = [f"{e} {direction}" for e in by]
+    if reduce is not None:
+        col = quote(reduce.order_by)
+        order = [f"CASE WHEN {col} IS NULL THEN 1 ELSE 0 END", f"{col} {direction}", *order]
     outer = ", ".join(["person_key", *(f"by_{j}" for j in range(len(by)))])
     inner = ", ".join([f"{key} AS person_key", *(f"{e} AS by_{j}" for j, e in enumerate(by)),
-                       f"ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {order}) AS person_row"])
-    return run(f"SELECT {outer} FROM (SELECT {inner} FROM {src}) AS ranked "
+                       f"ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {', '.join(order)}) "
+                       "AS person_row"])
+    return run(f"SELECT {outer} FROM (SELECT {inner} FROM {src}{where}) AS ranked "
                "WHERE person_row = 1")
+
+
+def _log_left_out(request: PersonRequest, source: Source, scope: list[str],
+                  fits: list[str]) -> None:
+    """This party's operator (never the coordinator) learns how many rows in scope no
+    person's entry uses: a null key, or `by` values outside the categories."""
+    all_fit = " AND ".join(f"({c})" for c in fits)
+    total, fitting = source.run(
+        f"SELECT COUNT(*), COUNT(CASE WHEN {all_fit} THEN 1 END) FROM {source.relation}"
+        f"{where_clause(scope)}")[0]
+    if total != fitting:
+        log.warning("%s: dataset %r: %d rows in this job's scope are left out (a null key "
+                    "or values outside the declared categories)", request.party,
+                    request.dataset, total - fitting)
 
 
 def _to_person_rows(rows: list[tuple[Any, ...]], request: PersonRequest) -> PersonRows:
     # Sorted in Python, not in SQL: text ordering would follow each database's collation.
     rows = sorted(rows, key=lambda row: row[0])
     ids = [row[0] for row in rows]
-    # Re-checked here because a live database can change between the checks and the read.
-    if any(key is None for key in ids):
-        raise request.error("has missing (null) values", column=request.key)
-    if len(set(ids)) != len(ids):
-        raise request.error(_SEVERAL_ROWS, column=request.key)
+    # The query returns one row per non-null key; a live database that changes under it
+    # cannot break that, so anything else is an engine fault, not a data question.
+    if any(key is None for key in ids) or len(set(ids)) != len(ids):
+        raise request.error("the engine returned more than one row per person",
+                            column=request.key)
     if request.by:
         cells = np.array(cell_indices(request, request.categories,
                                       (row[1:] for row in rows)), dtype=np.int64)

@@ -3,30 +3,40 @@
 Every query here aggregates inside the engine (DuckDB for files, the party's database
 through SQLAlchemy), so only one row per group ever reaches Python.
 
-Error messages travel to the coordinator, which must learn nothing about the data: they
-name the party, dataset and column, never a data value or a count of rows. Offending
-values are logged locally only.
+Nothing inside the scope the coordinator chose (window, filters, categories) can make the
+job fail: rows outside the categories or with nulls in a group column are left out of
+every cell, rows beyond the party's contribution bound are left out, summed values are
+clipped to the party's range, and an empty scope is a table of zeros. What was left out
+goes to this party's own log. Errors (a missing file or column, a column that is not an
+integer) concern the dataset itself, name the party, dataset and column, and never a data
+value or a count of rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
+from mpc.config.bounds import Clip, DatasetBounds
 from mpc.config.party import DatasetConfig
 from mpc.config.spec import Measure, UseCaseSpec, Window
 from mpc.connectors.engines import (
+    MAX_LOGGED_VALUES,
     Source,
     cell_indices,
     check_columns,
     open_source,
+    scope_conditions,
     sql_string,
+    where_clause,
 )
 from mpc.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -49,15 +59,27 @@ class TableRequest:
     measure: Measure
     window: Window | None = None  # only rows in this period
     filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # only rows with these values
+    person_key: str | None = None  # with max_rows_per_person: who a row belongs to
+    max_rows_per_person: int | None = None  # the party's contribution bound
+    clip: Clip | None = None  # the party's range for each summed value
 
     @classmethod
-    def from_spec(cls, spec: UseCaseSpec, party: str) -> TableRequest:
+    def from_spec(cls, spec: UseCaseSpec, party: str,
+                  bounds: DatasetBounds | None = None) -> TableRequest:
         if party not in spec.parties:
             raise ConfigError(spec.source, f"{party!r} is not a party of this use case",
                               field="parties")
+        bounds = bounds or DatasetBounds()
         return cls(party=party, dataset=spec.dataset, group_by=spec.group_by,
                    categories=spec.categories, measure=spec.measure, window=spec.window,
-                   filters=spec.filters)
+                   filters=spec.filters, person_key=bounds.person_key,
+                   max_rows_per_person=bounds.max_rows_per_person,
+                   clip=bounds.clip_of(spec.measure.column or ""))
+
+    @property
+    def bounded(self) -> bool:
+        """Whether each person's rows are limited to max_rows_per_person."""
+        return self.person_key is not None and self.max_rows_per_person is not None
 
     @property
     def cells(self) -> int:
@@ -93,11 +115,15 @@ def _needed_columns(request: TableRequest) -> list[str]:
     if request.window is not None:
         needed.append(request.window.column)
     needed += [column for column, _ in request.filters]
-    return needed
+    if request.bounded:
+        assert request.person_key is not None
+        needed.append(request.person_key)
+    return list(dict.fromkeys(needed))
 
 
 def _to_table(groups: list[tuple[Any, ...]], request: TableRequest) -> LocalTable:
-    """Place (key..., n_rows, value) rows into cells, refusing nulls and unknown values."""
+    """Place (key..., n_rows, value) rows into cells (the query only returns rows that
+    fit the categories; cell_indices checks it again)."""
     k = len(request.group_by)
     cells = cell_indices(request, request.categories, (row[:k] for row in groups))
     values = np.zeros(request.cells, dtype=np.int64)
@@ -128,15 +154,57 @@ def _groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[Any, ..
     with open_source(dataset, request, text_columns=request.group_by) as source:
         check_columns(request, source, _needed_columns(request))
         if not source.run(f"SELECT 1 FROM {source.relation} LIMIT 1"):
-            raise request.error("dataset has no rows")
+            return []  # an empty dataset (a CSV file may then type every column as text)
         if request.measure.kind == "sum":
             _check_integer(request, source)
-        return source.run(_group_query(request, source.relation, source.quote,
-                                       source.as_text))
+        _log_left_out(request, source)
+        return source.run(_group_query(request, source))
 
 
-def _group_query(request: TableRequest, src: str, quote: Callable[[str], str],
-                 as_text: Callable[[str], str]) -> str:
+def _scope(request: TableRequest, source: Source) -> list[str]:
+    return scope_conditions(source, request.window, request.filters)
+
+
+def _fits(request: TableRequest, source: Source) -> list[str]:
+    """Conditions a row must meet to be counted at all: a listed category in every group
+    column (which leaves out nulls), a person key where contributions are bounded, and an
+    integer where SQLite stores values of any type in a summed column."""
+    conditions = []
+    for column, values in request.categories:
+        listed = ", ".join(sql_string(v) for v in values)
+        conditions.append(f"{source.as_text(source.quote(column))} IN ({listed})")
+    if request.bounded:
+        assert request.person_key is not None
+        conditions.append(f"{source.quote(request.person_key)} IS NOT NULL")
+    if request.measure.kind == "sum" and source.dialect == "sqlite":
+        assert request.measure.column is not None
+        conditions.append(f"typeof({source.quote(request.measure.column)}) "
+                          "IN ('integer', 'null')")
+    return conditions
+
+
+def _rows(request: TableRequest, source: Source) -> str:
+    """The rows that count: in scope, fitting, and at most max_rows_per_person of each
+    person (the first ones in the order of their group values, so a repeat of the same
+    query keeps the same rows)."""
+    quote = source.quote
+    columns = ", ".join(quote(c) for c in _needed_columns(request))
+    where = where_clause(_scope(request, source) + _fits(request, source))
+    if not request.bounded:
+        return f"(SELECT {columns} FROM {source.relation}{where}) AS counted"
+    assert request.person_key is not None
+    order = ", ".join(quote(c) for c in [*request.group_by, *([request.measure.column]
+                                                              if request.measure.column
+                                                              else [])])
+    ranked = (f"SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY "
+              f"{quote(request.person_key)} ORDER BY {order}) AS person_row "
+              f"FROM {source.relation}{where}")
+    return (f"(SELECT {columns} FROM ({ranked}) AS ranked "
+            f"WHERE person_row <= {int(request.max_rows_per_person or 0)}) AS counted")
+
+
+def _group_query(request: TableRequest, source: Source) -> str:
+    quote, as_text = source.quote, source.as_text
     keys = [as_text(quote(c)) for c in request.group_by]
     measure = request.measure
     if measure.kind == "count":
@@ -144,24 +212,46 @@ def _group_query(request: TableRequest, src: str, quote: Callable[[str], str],
     else:
         assert measure.column is not None
         col = quote(measure.column)
-        value = f"COUNT(DISTINCT {col})" if measure.kind == "count_distinct" else f"SUM({col})"
+        if measure.kind == "count_distinct":
+            value = f"COUNT(DISTINCT {col})"
+        elif request.clip is not None:
+            low, high = request.clip.low, request.clip.high
+            value = (f"SUM(CASE WHEN {col} < {low} THEN {low} WHEN {col} > {high} "
+                     f"THEN {high} ELSE {col} END)")
+        else:
+            value = f"SUM({col})"
     select = ", ".join([*keys, "COUNT(*) AS n_rows", f"{value} AS value"])
-    sql = f"SELECT {select} FROM {src}"
-    # The window and filters are pushed down too; ISO dates compare correctly as text or
-    # as dates, and every literal is quoted.
-    conditions = []
-    if request.window is not None:
-        col = quote(request.window.column)
-        conditions.append(f"{col} >= {sql_string(request.window.start)} AND "
-                          f"{col} < {sql_string(request.window.end)}")
-    for column, values in request.filters:
-        listed = ", ".join(sql_string(v) for v in values)
-        conditions.append(f"{as_text(quote(column))} IN ({listed})")
-    if conditions:
-        sql += " WHERE " + " AND ".join(f"({c})" for c in conditions)
+    sql = f"SELECT {select} FROM {_rows(request, source)}"
     if keys:
         sql += " GROUP BY " + ", ".join(keys)
     return sql
+
+
+def _log_left_out(request: TableRequest, source: Source) -> None:
+    """Tell this party's operator (never the coordinator) which rows in scope no cell
+    counts. The same statements run whatever the data holds."""
+    scope = _scope(request, source)
+    fits = " AND ".join(f"({c})" for c in _fits(request, source)) or "1 = 1"
+    total, fitting = source.run(
+        f"SELECT COUNT(*), COUNT(CASE WHEN {fits} THEN 1 END) FROM {source.relation}"
+        f"{where_clause(scope)}")[0]
+    counted = source.run(f"SELECT COUNT(*) FROM {_rows(request, source)}")[0][0]
+    if total != counted:
+        log.warning("%s: dataset %r: %d rows in this job's scope are left out of every "
+                    "cell: %d outside the categories or with nulls (or a missing person "
+                    "key), %d beyond max_rows_per_person", request.party, request.dataset,
+                    total - counted, total - fitting, fitting - counted)
+    for column, values in request.categories:
+        listed = ", ".join(sql_string(v) for v in values)
+        text = source.as_text(source.quote(column))
+        outside = [row[0] for row in source.run(
+            f"SELECT DISTINCT {text} FROM {source.relation}"
+            f"{where_clause([*scope, f'{text} IS NULL OR {text} NOT IN ({listed})'])} "
+            f"LIMIT {MAX_LOGGED_VALUES}")]
+        if outside:
+            log.warning("%s: dataset %r, column %r: values outside the declared categories "
+                        "(left out), e.g. %s", request.party, request.dataset, column,
+                        sorted(outside, key=str))
 
 
 def _check_integer(request: TableRequest, source: Source) -> None:
@@ -173,9 +263,9 @@ def _check_integer(request: TableRequest, source: Source) -> None:
         type_name = str(source.run(f"DESCRIBE SELECT {col} FROM {source.relation}")[0][1])
         integer = type_name.upper() in _DUCKDB_INTEGER_TYPES
     elif source.dialect == "sqlite":
-        # SQLite types values, not columns: look for any stored value that is not an integer.
-        integer = not source.run(f"SELECT 1 FROM {source.relation} "
-                                 f"WHERE typeof({col}) NOT IN ('integer', 'null') LIMIT 1")
+        # SQLite types values, not columns: a stored value that is not an integer is left
+        # out (see _fits) rather than failing the job on one row.
+        integer = True
     elif source.dialect == "postgresql":
         type_code = next(d[1] for d in source.description if str(d[0]) == column)
         integer = type_code in _POSTGRES_INTEGER_OIDS

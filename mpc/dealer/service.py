@@ -2,12 +2,17 @@
 
 The dealer learns, per job, the party names, the spec hash and the operation,
 shape and count of each correlation, which the parties log as well.
+
+A job id is served once: each rank joins once, and an id that was ever joined (its
+`job_joined_first` entry is in the dealer's audit log, which is read back at start) gets
+no fresh seeds after the job ended, expired or the dealer restarted. Fresh seeds under an
+old id would hand out new correlated randomness against the same public values (Beaver
+openings of two runs would differ by the difference of the inputs).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +22,13 @@ from typing import Any
 
 import grpc
 
-from mpc.audit.log import AuditLog
+from mpc.audit.events import (
+    JOB_JOINED_FIRST,
+    JOIN_REFUSED,
+    PARTY_JOINED,
+    PARTY_LEFT,
+)
+from mpc.audit.log import AuditLog, iter_entries
 from mpc.engine.correlations import Request, correction, party_stream
 from mpc.engine.dealer_client import request_from_proto
 from mpc.engine.rng import KeyStream, new_seed
@@ -26,7 +37,7 @@ from mpc.protocols.blind import POINT_BYTES
 from mpc.protocols.linking import link_outcome, split_into_shares, venn_histogram
 from mpc.transport.messages import tensor_chunks
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
-from mpc.transport.validate import job_id_problem
+from mpc.transport.validate import job_id_problem, name_problem, sha256_problem
 
 log = logging.getLogger(__name__)
 MAX_PARTIES = 64
@@ -40,6 +51,7 @@ class DealerJob:
     seeds: list[bytes]
     streams: list[KeyStream]
     served: list[Request] = field(default_factory=list)  # index = seq
+    joined: set[int] = field(default_factory=set)
     left: set[int] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,11 +73,16 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
         self.max_jobs = max_jobs
         self.link_timeout_s = link_timeout_s
         self._jobs: dict[str, DealerJob] = {}
+        # Every job id ever joined, from this dealer's own log: never served afresh.
+        self._seen: set[str] = set() if audit is None else {
+            e["job"] for e in iter_entries(audit.path)
+            if e.get("event") == JOB_JOINED_FIRST and isinstance(e.get("job"), str)}
         self._lock = threading.Lock()
 
-    def _audit(self, event: str, **fields: object) -> None:
-        if self.audit is not None:
-            self.audit.append(event, **fields)
+    def _audit(self, event: str, **fields: object) -> dict[str, Any] | None:
+        if self.audit is None:
+            return None
+        return self.audit.append(event, **fields)
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -77,35 +94,52 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
              ) -> dealer_pb2.JoinReply:  # noqa: N802
         peer = require_peer(context, ["party"], self.allowed)
         parties = tuple(request.parties)
-        problem = None
-        if job_id_problem(request.job_id):
-            problem = job_id_problem(request.job_id)
-        elif not 2 <= len(parties) <= MAX_PARTIES or len(set(parties)) != len(parties):
+        job_id = request.job_id
+        problem = job_id_problem(job_id)
+        if problem is None and not 2 <= len(parties) <= MAX_PARTIES:
             problem = f"a job needs 2 to {MAX_PARTIES} distinct parties"
-        elif not request.rank < len(parties) or parties[request.rank] != peer.name:
+        problem = problem or next(filter(None, map(name_problem, parties)), None)
+        if problem is None and len(set(parties)) != len(parties):
+            problem = f"a job needs 2 to {MAX_PARTIES} distinct parties"
+        elif problem is None and (not request.rank < len(parties) or
+                                  parties[request.rank] != peer.name):
             problem = f"{peer.name} is not rank {request.rank} of this job"
-        elif not re.fullmatch(r"[0-9a-f]{64}", request.spec_sha256):
-            problem = "malformed spec SHA-256"
+        problem = problem or sha256_problem(request.spec_sha256, "spec SHA-256")
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         with self._lock:
             self._expire()
-            job = self._jobs.get(request.job_id)
+            job = self._jobs.get(job_id)
+            refusal = None
+            if job is None and job_id in self._seen:
+                refusal = (f"job {job_id} was served before: a job id is used once, so its "
+                           "seeds and correlations are never handed out again")
+            elif job is not None and request.rank in job.joined:
+                refusal = (f"{peer.name} (rank {request.rank}) joined job {job_id} already: "
+                           "each party joins a job once")
+            if refusal:
+                log.warning("refused a join of %s: %s", peer.name, refusal)
+                self._audit(JOIN_REFUSED, job=job_id, party=peer.name, rank=request.rank,
+                            reason=refusal)
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
             if job is None and len(self._jobs) >= self.max_jobs:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"the dealer holds {len(self._jobs)} jobs, its limit")
             if job is None:
                 seeds = [new_seed() for _ in parties]
                 job = DealerJob(parties, request.spec_sha256, seeds,
-                                [party_stream(s, request.job_id, r) for r, s in enumerate(seeds)])
-                self._jobs[request.job_id] = job
-                self._audit("job_joined_first", job=request.job_id, parties=list(parties),
+                                [party_stream(s, job_id, r) for r, s in enumerate(seeds)])
+                # Logged before any seed leaves: after a crash the id still counts as used.
+                self._audit(JOB_JOINED_FIRST, job=job_id, parties=list(parties),
                             spec_sha256=request.spec_sha256)
-        if job.parties != parties or job.spec_sha256 != request.spec_sha256:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"{peer.name} joined job {request.job_id} with a different party "
-                          "list or spec than the other parties")
-        self._audit("party_joined", job=request.job_id, party=peer.name, rank=request.rank)
+                self._seen.add(job_id)
+                self._jobs[job_id] = job
+            if job.parties != parties or job.spec_sha256 != request.spec_sha256:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"{peer.name} joined job {job_id} with a different party "
+                              "list or spec than the other parties")
+            job.joined.add(request.rank)
+            self._audit(PARTY_JOINED, job=job_id, party=peer.name, rank=request.rank)
         return dealer_pb2.JoinReply(seed=job.seeds[request.rank])
 
     def Correlation(self, request: dealer_pb2.CorrelationRequest,
@@ -149,11 +183,16 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                 context.abort(grpc.StatusCode.PERMISSION_DENIED,
                               f"{peer.name} is not rank {request.rank} of this job")
             job.left.add(request.rank)
-            self._audit("party_left", job=request.job_id, party=peer.name,
-                        requests=request.requests, served=len(job.served))
+            entry = self._audit(PARTY_LEFT, job=request.job_id, party=peer.name,
+                                requests=request.requests, served=len(job.served))
             if len(job.left) == len(job.parties):
                 del self._jobs[request.job_id]  # erase the job's seeds
-        return dealer_pb2.LeaveReply()
+        if entry is None:
+            return dealer_pb2.LeaveReply()
+        # The head of the dealer's log with this leave in it: the party pins it, so the
+        # dealer cannot later drop or rewrite what it logged of the job.
+        return dealer_pb2.LeaveReply(head=common_pb2.AuditHead(
+            member=entry["member"], seq=entry["seq"], hash=entry["hash"], sig=entry["sig"]))
 
     # ---- linkage and overlap ---------------------------------------------------------------
     def _party_job(self, context: grpc.ServicerContext, job_id: str, rank: int) -> DealerJob:

@@ -1,5 +1,6 @@
 """Everything `mpc demo` needs: a local federation of real processes on loopback."""
 
+from mpc.demo.bounds import DEMO_BOUNDS, demo_bounds
 from mpc.demo.federation import LocalFederation, PartySetup
 
-__all__ = ["LocalFederation", "PartySetup"]
+__all__ = ["DEMO_BOUNDS", "LocalFederation", "PartySetup", "demo_bounds"]

@@ -79,7 +79,7 @@ class PartySetup:
     min_contributors_floor: int = 1
     coordinators: Sequence[str] = (COORDINATOR,)
     job_timeout_s: float = 300.0
-    budget: Mapping[str, float] = field(default_factory=dict)  # dataset -> epsilon
+    bounds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # dataset -> bounds
     extra: Mapping[str, Any] = field(default_factory=dict)  # more top-level config fields
 
 
@@ -123,13 +123,14 @@ class LocalFederation:
                         "key": str(c / f"{party}.key")},
                 "signing": {"key": str(c / f"{party}.sign.key")},
                 "audit": {"log": str((self.logs / f"{party}.jsonl").resolve())},
-                "datasets": setup.datasets,
+                "datasets": {name: {**ds, **({"bounds": dict(setup.bounds[name])}
+                                             if name in setup.bounds else {})}
+                             for name, ds in setup.datasets.items()},
                 "policy": {"coordinators": list(setup.coordinators),
                            "usecases": list(setup.usecases),
                            "min_cell_floor": setup.min_cell_floor,
                            "min_contributors_floor": setup.min_contributors_floor,
-                           **({"pinned": dict(setup.pinned)} if setup.pinned else {}),
-                           **({"budget": dict(setup.budget)} if setup.budget else {})},
+                           **({"pinned": dict(setup.pinned)} if setup.pinned else {})},
                 **setup.extra,
             }
             path = self.party_config(party)

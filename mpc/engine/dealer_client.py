@@ -8,12 +8,14 @@ from collections.abc import Sequence
 import grpc
 import torch
 
+from mpc.audit.log import Head
 from mpc.engine.correlations import Request
 from mpc.errors import DealerError
 from mpc.proto import dealer_pb2, dealer_pb2_grpc
 from mpc.transport import codec
 from mpc.transport.messages import tensor_from_chunks
 from mpc.transport.tls import TlsIdentity, secure_channel
+from mpc.transport.validate import head_problem
 
 OP_TO_PROTO = {
     "additive_triple": dealer_pb2.ADDITIVE_TRIPLE,
@@ -114,10 +116,21 @@ class DealerClient:
 
         return self._call(f"fetching {part}", fetch)
 
-    def leave(self, rank: int, requests: int) -> None:
-        self._call("leave", lambda: self._stub.Leave(
+    def leave(self, rank: int, requests: int) -> Head | None:
+        """Leave the job; the dealer's audit log head right after it logged the leave (None
+        from a dealer that sends none), for the party to pin in its own log."""
+        reply = self._call("leave", lambda: self._stub.Leave(
             dealer_pb2.LeaveRequest(job_id=self.job_id, rank=rank, requests=requests),
             timeout=self.timeout_s))
+        if not reply.HasField("head"):
+            return None
+        h = reply.head
+        problem = head_problem(h.member, h.seq, h.hash, h.sig)
+        if problem is None and h.member != self.dealer_name:
+            problem = f"it names member {h.member!r}"
+        if problem:
+            raise DealerError(f"dealer {self.dealer_name} sent a malformed log head: {problem}")
+        return Head(h.member, h.seq, h.hash, h.sig)
 
     def close(self) -> None:
         self._channel.close()

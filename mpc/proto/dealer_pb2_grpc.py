@@ -80,7 +80,8 @@ class DealerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Leave(self, request, context):
-        """A party leaves the job; the dealer erases the job's seeds when all have left.
+        """A party leaves the job; the dealer erases the job's seeds when all have left. The
+        reply carries the dealer's log head, which the party pins in its own log.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mpc.proto import common_pb2 as mpc_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mpc/proto/worker.proto\x12\tmpc.proto\x1a\x16mpc/proto/common.proto\"2\n\rSubmitRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tspec_toml\x18\x02 \x01(\x0c\"O\n\nDisclosure\x12\x10\n\x08min_cell\x18\x01 \x01(\x03\x12\x15\n\rsuppress_zero\x18\x02 \x01(\x08\x12\x18\n\x10min_contributors\x18\x03 \x01(\x03\"\xc2\x01\n\x0cStartRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x31\n\x05peers\x18\x02 \x03(\x0b\x32\".mpc.proto.StartRequest.PeersEntry\x12\x16\n\x0e\x64\x65\x61ler_address\x18\x03 \x01(\t\x12)\n\ndisclosure\x18\x04 \x01(\x0b\x32\x15.mpc.proto.Disclosure\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x0c\n\nStartReply\".\n\x0c\x41\x62ortRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x0c\n\nAbortReply\"\xb4\x03\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12(\n\x05phase\x18\x03 \x01(\x0e\x32\x19.mpc.proto.JobEvent.Phase\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12%\n\x06\x66loors\x18\x05 \x01(\x0b\x32\x15.mpc.proto.Disclosure\x12#\n\x07release\x18\x06 \x01(\x0b\x32\x12.mpc.proto.Release\x12#\n\x07\x66\x61ilure\x18\x07 \x01(\x0b\x32\x12.mpc.proto.Failure\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12\"\n\x04head\x18\t \x01(\x0b\x32\x14.mpc.proto.AuditHead\"\xa7\x01\n\x05Phase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0f\n\x0bLOCAL_TABLE\x10\x02\x12\t\n\x05READY\x10\x03\x12\r\n\tCONNECTED\x10\x04\x12\x0b\n\x07SHARING\x10\x05\x12\r\n\tCOMPUTING\x10\x06\x12\x0e\n\nDISCLOSURE\x10\x07\x12\x0c\n\x08RELEASED\x10\x08\x12\x08\n\x04\x44ONE\x10\t\x12\n\n\x06\x46\x41ILED\x10\n\"[\n\x07Release\x12\x1f\n\x04keep\x18\x01 \x01(\x0b\x32\x11.mpc.proto.Tensor\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.mpc.proto.Tensor\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x32\xb5\x01\n\x06Worker\x12\x39\n\x06Submit\x12\x18.mpc.proto.SubmitRequest\x1a\x13.mpc.proto.JobEvent0\x01\x12\x37\n\x05Start\x12\x17.mpc.proto.StartRequest\x1a\x15.mpc.proto.StartReply\x12\x37\n\x05\x41\x62ort\x12\x17.mpc.proto.AbortRequest\x1a\x15.mpc.proto.AbortReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mpc/proto/worker.proto\x12\tmpc.proto\x1a\x16mpc/proto/common.proto\"2\n\rSubmitRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tspec_toml\x18\x02 \x01(\x0c\"d\n\nDisclosure\x12\x10\n\x08min_cell\x18\x01 \x01(\x03\x12\x15\n\rsuppress_zero\x18\x02 \x01(\x08\x12\x18\n\x10min_contributors\x18\x03 \x01(\x03\x12\x13\n\x0bsensitivity\x18\x04 \x01(\x03\"\xc2\x01\n\x0cStartRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x31\n\x05peers\x18\x02 \x03(\x0b\x32\".mpc.proto.StartRequest.PeersEntry\x12\x16\n\x0e\x64\x65\x61ler_address\x18\x03 \x01(\t\x12)\n\ndisclosure\x18\x04 \x01(\x0b\x32\x15.mpc.proto.Disclosure\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x0c\n\nStartReply\".\n\x0c\x41\x62ortRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x0c\n\nAbortReply\"A\n\x0bSealRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\"\n\x04head\x18\x02 \x01(\x0b\x32\x14.mpc.proto.AuditHead\"\x0b\n\tSealReply\"\xb4\x03\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05party\x18\x02 \x01(\t\x12(\n\x05phase\x18\x03 \x01(\x0e\x32\x19.mpc.proto.JobEvent.Phase\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12%\n\x06\x66loors\x18\x05 \x01(\x0b\x32\x15.mpc.proto.Disclosure\x12#\n\x07release\x18\x06 \x01(\x0b\x32\x12.mpc.proto.Release\x12#\n\x07\x66\x61ilure\x18\x07 \x01(\x0b\x32\x12.mpc.proto.Failure\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12\"\n\x04head\x18\t \x01(\x0b\x32\x14.mpc.proto.AuditHead\"\xa7\x01\n\x05Phase\x12\x15\n\x11PHASE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0f\n\x0bLOCAL_TABLE\x10\x02\x12\t\n\x05READY\x10\x03\x12\r\n\tCONNECTED\x10\x04\x12\x0b\n\x07SHARING\x10\x05\x12\r\n\tCOMPUTING\x10\x06\x12\x0e\n\nDISCLOSURE\x10\x07\x12\x0c\n\x08RELEASED\x10\x08\x12\x08\n\x04\x44ONE\x10\t\x12\n\n\x06\x46\x41ILED\x10\n\"[\n\x07Release\x12\x1f\n\x04keep\x18\x01 \x01(\x0b\x32\x11.mpc.proto.Tensor\x12 \n\x05value\x18\x02 \x01(\x0b\x32\x11.mpc.proto.Tensor\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x32\xeb\x01\n\x06Worker\x12\x39\n\x06Submit\x12\x18.mpc.proto.SubmitRequest\x1a\x13.mpc.proto.JobEvent0\x01\x12\x37\n\x05Start\x12\x17.mpc.proto.StartRequest\x1a\x15.mpc.proto.StartReply\x12\x37\n\x05\x41\x62ort\x12\x17.mpc.proto.AbortRequest\x1a\x15.mpc.proto.AbortReply\x12\x34\n\x04Seal\x12\x16.mpc.proto.SealRequest\x1a\x14.mpc.proto.SealReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST']._serialized_start=61
   _globals['_SUBMITREQUEST']._serialized_end=111
   _globals['_DISCLOSURE']._serialized_start=113
-  _globals['_DISCLOSURE']._serialized_end=192
-  _globals['_STARTREQUEST']._serialized_start=195
-  _globals['_STARTREQUEST']._serialized_end=389
-  _globals['_STARTREQUEST_PEERSENTRY']._serialized_start=345
-  _globals['_STARTREQUEST_PEERSENTRY']._serialized_end=389
-  _globals['_STARTREPLY']._serialized_start=391
-  _globals['_STARTREPLY']._serialized_end=403
-  _globals['_ABORTREQUEST']._serialized_start=405
-  _globals['_ABORTREQUEST']._serialized_end=451
-  _globals['_ABORTREPLY']._serialized_start=453
-  _globals['_ABORTREPLY']._serialized_end=465
-  _globals['_JOBEVENT']._serialized_start=468
-  _globals['_JOBEVENT']._serialized_end=904
-  _globals['_JOBEVENT_PHASE']._serialized_start=737
-  _globals['_JOBEVENT_PHASE']._serialized_end=904
-  _globals['_RELEASE']._serialized_start=906
-  _globals['_RELEASE']._serialized_end=997
-  _globals['_WORKER']._serialized_start=1000
-  _globals['_WORKER']._serialized_end=1181
+  _globals['_DISCLOSURE']._serialized_end=213
+  _globals['_STARTREQUEST']._serialized_start=216
+  _globals['_STARTREQUEST']._serialized_end=410
+  _globals['_STARTREQUEST_PEERSENTRY']._serialized_start=366
+  _globals['_STARTREQUEST_PEERSENTRY']._serialized_end=410
+  _globals['_STARTREPLY']._serialized_start=412
+  _globals['_STARTREPLY']._serialized_end=424
+  _globals['_ABORTREQUEST']._serialized_start=426
+  _globals['_ABORTREQUEST']._serialized_end=472
+  _globals['_ABORTREPLY']._serialized_start=474
+  _globals['_ABORTREPLY']._serialized_end=486
+  _globals['_SEALREQUEST']._serialized_start=488
+  _globals['_SEALREQUEST']._serialized_end=553
+  _globals['_SEALREPLY']._serialized_start=555
+  _globals['_SEALREPLY']._serialized_end=566
+  _globals['_JOBEVENT']._serialized_start=569
+  _globals['_JOBEVENT']._serialized_end=1005
+  _globals['_JOBEVENT_PHASE']._serialized_start=838
+  _globals['_JOBEVENT_PHASE']._serialized_end=1005
+  _globals['_RELEASE']._serialized_start=1007
+  _globals['_RELEASE']._serialized_end=1098
+  _globals['_WORKER']._serialized_start=1101
+  _globals['_WORKER']._serialized_end=1336
 # @@protoc_insertion_point(module_scope)

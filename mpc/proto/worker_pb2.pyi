@@ -17,14 +17,16 @@ class SubmitRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., spec_toml: _Optional[bytes] = ...) -> None: ...
 
 class Disclosure(_message.Message):
-    __slots__ = ("min_cell", "suppress_zero", "min_contributors")
+    __slots__ = ("min_cell", "suppress_zero", "min_contributors", "sensitivity")
     MIN_CELL_FIELD_NUMBER: _ClassVar[int]
     SUPPRESS_ZERO_FIELD_NUMBER: _ClassVar[int]
     MIN_CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVITY_FIELD_NUMBER: _ClassVar[int]
     min_cell: int
     suppress_zero: bool
     min_contributors: int
-    def __init__(self, min_cell: _Optional[int] = ..., suppress_zero: _Optional[bool] = ..., min_contributors: _Optional[int] = ...) -> None: ...
+    sensitivity: int
+    def __init__(self, min_cell: _Optional[int] = ..., suppress_zero: _Optional[bool] = ..., min_contributors: _Optional[int] = ..., sensitivity: _Optional[int] = ...) -> None: ...
 
 class StartRequest(_message.Message):
     __slots__ = ("job_id", "peers", "dealer_address", "disclosure")
@@ -58,6 +60,18 @@ class AbortRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AbortReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SealRequest(_message.Message):
+    __slots__ = ("job_id", "head")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    head: _common_pb2.AuditHead
+    def __init__(self, job_id: _Optional[str] = ..., head: _Optional[_Union[_common_pb2.AuditHead, _Mapping]] = ...) -> None: ...
+
+class SealReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 

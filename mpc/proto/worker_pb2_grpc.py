@@ -49,6 +49,11 @@ class WorkerStub:
                 request_serializer=mpc_dot_proto_dot_worker__pb2.AbortRequest.SerializeToString,
                 response_deserializer=mpc_dot_proto_dot_worker__pb2.AbortReply.FromString,
                 _registered_method=True)
+        self.Seal = channel.unary_unary(
+                '/mpc.proto.Worker/Seal',
+                request_serializer=mpc_dot_proto_dot_worker__pb2.SealRequest.SerializeToString,
+                response_deserializer=mpc_dot_proto_dot_worker__pb2.SealReply.FromString,
+                _registered_method=True)
 
 
 class WorkerServicer:
@@ -76,6 +81,15 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Seal(self, request, context):
+        """After a job that finished, the coordinator hands each party the head of its own
+        audit log (taken after it recorded the release and the job's end); the party pins it
+        in its log, so the coordinator cannot later drop or rewrite its entries of the job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +107,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Abort,
                     request_deserializer=mpc_dot_proto_dot_worker__pb2.AbortRequest.FromString,
                     response_serializer=mpc_dot_proto_dot_worker__pb2.AbortReply.SerializeToString,
+            ),
+            'Seal': grpc.unary_unary_rpc_method_handler(
+                    servicer.Seal,
+                    request_deserializer=mpc_dot_proto_dot_worker__pb2.SealRequest.FromString,
+                    response_serializer=mpc_dot_proto_dot_worker__pb2.SealReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +195,33 @@ class Worker:
             '/mpc.proto.Worker/Abort',
             mpc_dot_proto_dot_worker__pb2.AbortRequest.SerializeToString,
             mpc_dot_proto_dot_worker__pb2.AbortReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Seal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpc.proto.Worker/Seal',
+            mpc_dot_proto_dot_worker__pb2.SealRequest.SerializeToString,
+            mpc_dot_proto_dot_worker__pb2.SealReply.FromString,
             options,
             channel_credentials,
             insecure,

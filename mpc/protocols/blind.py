@@ -212,10 +212,21 @@ def hash_and_blind(job_id: str, ids: Sequence[str], key: bytes, *,
     return b"".join(_get_pool(w).map(_hash_and_blind_task, tasks, chunksize=1))
 
 
+def _chacha_generator(key: bytes | None = None) -> np.random.Generator:
+    """numpy's samplers over ChaCha20 (20 rounds) with a 256-bit key: never Mersenne
+    Twister, and a fresh key unless one is given."""
+    # Imported here so spawned workers never load numpy.
+    import numpy as np
+    from randomgen import ChaCha
+
+    key = key if key is not None else os.urandom(32)
+    if len(key) != 32:
+        raise ValueError("generator keys are 32 bytes")
+    words = np.frombuffer(key, dtype="<u8").copy()
+    return np.random.Generator(ChaCha(key=words, counter=0, rounds=20))
+
+
 def permutation(n: int) -> np.ndarray:
     """A uniformly random permutation of range(n) from ChaCha20 under a fresh key; apply the
     same one to a list and its attribute rows."""
-    # Imported here so spawned workers never load numpy or the config layer.
-    from mpc.protocols.noise import noise_generator
-
-    return noise_generator().permutation(n)
+    return _chacha_generator().permutation(n)

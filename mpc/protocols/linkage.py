@@ -22,6 +22,7 @@ intersection size (linkage) or the Venn diagram of the padded lists (overlap).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,12 +39,12 @@ from mpc.protocols.blind import (
     hash_and_blind,
     new_key,
     permutation,
-    random_points,
 )
 from mpc.protocols.disclosure import keep_mask
 from mpc.protocols.linking import row_masks
 
 Phase = Callable[[str], None]
+DUMMY_PREFIX = "\x00dummy:"  # then 256 random bits: no real pseudonym can be expected to match
 
 
 @dataclass
@@ -67,10 +68,15 @@ class LinkShares:
 
 def padded_list(job_id: str, ids: list[str], pad_to: int, key: bytes
                 ) -> tuple[bytes, np.ndarray]:
-    """Blinded pseudonyms plus random dummy points, shuffled; and the shuffle."""
+    """Blinded pseudonyms plus dummies, shuffled; and the shuffle.
+
+    A dummy is a fresh random 256-bit id that goes through the very same hash and blinding
+    as a real one, so building the list takes as long for any number of real persons: its
+    time shows the public bound, never the list's true size."""
     if len(ids) > pad_to:
         raise ValueError("more persons than the spec's pad_to")
-    points = hash_and_blind(job_id, ids, key) + random_points(pad_to - len(ids))
+    dummies = [DUMMY_PREFIX + os.urandom(32).hex() for _ in range(pad_to - len(ids))]
+    points = hash_and_blind(job_id, [*ids, *dummies], key)
     order = permutation(pad_to)
     view = np.frombuffer(points, dtype=np.uint8).reshape(pad_to, POINT_BYTES)
     return view[order].tobytes(), order

@@ -115,15 +115,16 @@ def _parties(n: int) -> str:
 
 def _noise_words(table: ReleasedTable) -> list[str]:
     """The differential privacy guarantee, for a data protection officer."""
-    noise, rules = table.spec.noise, table.rules
+    noise, rules = table.spec.noise_under(table.rules), table.rules
     assert noise is not None
     name = ("discrete Laplace" if noise.mechanism == "discrete_laplace"
             else "discrete Gaussian")
     guarantee = (f"epsilon = {noise.epsilon:g}" if noise.mechanism == "discrete_laplace"
                  else f"epsilon = {noise.epsilon:g}, delta = {noise.delta:g}")
     return [
-        f"Differential privacy ({name} noise, {guarantee}, for changes of up to "
-        f"{noise.sensitivity} per person): every value is the true value plus random noise, "
+        f"Differential privacy ({name} noise, {guarantee}; one person's rows at one party "
+        f"change the table by at most {noise.sensitivity}, the parties' contribution bounds): "
+        "every value is the true value plus random noise, "
         "drawn inside the computation from all parties' shares, so no party and no recipient "
         "knows the noise, and whether any one person's records were in the data changes the "
         f"chance of any release by at most a factor e^{noise.epsilon:g}.",

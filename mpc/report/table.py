@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,9 @@ class ReleasedTable:
         if spec.noise is not None:
             from mpc.protocols.noise import interval_half_width
 
-            interval = interval_half_width(spec.noise, len(spec.parties))
+            noise = spec.noise_under(rules)
+            assert noise is not None
+            interval = interval_half_width(noise, len(spec.parties))
         if spec.round_to > 1:
             r = spec.round_to
             floor = -(-rules.min_cell // r) * r  # the smallest multiple of r >= min_cell
@@ -98,9 +100,7 @@ class ReleasedTable:
         """What a recipient records of the release: it is the public output, so the values
         are logged, letting an auditor check every released cell against the rules."""
         return {"digest": result_digest(self.keep, self.value),
-                "rules": {"min_cell": self.rules.min_cell,
-                          "suppress_zero": self.rules.suppress_zero,
-                          "min_contributors": self.rules.min_contributors},
+                "rules": asdict(self.rules),
                 "values": [int(v) if k else None for k, v in zip(self.keep, self.value,
                                                                  strict=True)]}
 
@@ -124,7 +124,7 @@ class ReleasedTable:
             **({self.spec.scalar: self.scalar()} if self.spec.scalar else {}),
             "noise": None if spec.noise is None else {
                 "mechanism": spec.noise.mechanism, "epsilon": spec.noise.epsilon,
-                "delta": spec.noise.delta, "sensitivity": spec.noise.sensitivity,
+                "delta": spec.noise.delta, "sensitivity": max(1, self.rules.sensitivity),
                 "interval_95": self.interval, "round_to": spec.round_to},
             "rows": self.rows(),
         }

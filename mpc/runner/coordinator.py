@@ -25,11 +25,12 @@ from mpc.audit.digests import message_digest
 from mpc.audit.log import AuditLog
 from mpc.config.federation import Federation
 from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec
-from mpc.errors import JobFailed
-from mpc.proto import worker_pb2, worker_pb2_grpc
+from mpc.errors import Code, JobFailed
+from mpc.proto import common_pb2, worker_pb2, worker_pb2_grpc
 from mpc.report.table import ReleasedTable, reconstruct
 from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_from_chunks
 from mpc.transport.tls import TlsIdentity, secure_channel
+from mpc.transport.validate import name_problem
 
 Event = worker_pb2.JobEvent
 PHASE_NAMES = {v: k.lower() for k, v in Event.Phase.items()}
@@ -62,7 +63,7 @@ class JobOutcome:
 
 
 # Failures that only echo another party's failure; the root cause is reported instead.
-_ECHO_CODES = ("PEER", "TRANSPORT", "ABORTED")
+_ECHO_CODES = Code.ECHOES
 
 
 class Coordinator:
@@ -79,8 +80,10 @@ class Coordinator:
         if self.audit is not None:
             self.audit.append(event, **fields)
 
-    def run(self, spec: UseCaseSpec) -> JobOutcome:
-        job_id = uuid.uuid4().hex
+    def run(self, spec: UseCaseSpec, job_id: str | None = None) -> JobOutcome:
+        """Run one job. `job_id` is for tests only (workers and the dealer refuse an id they
+        saw before); a job's id is otherwise always fresh."""
+        job_id = job_id or uuid.uuid4().hex
         started = time.monotonic()
         parties = []
         for rank, name in enumerate(spec.parties):
@@ -126,8 +129,22 @@ class Coordinator:
         self._record("party_heads", job=job_id,
                      heads=[_head(p.head) for p in parties if p.head is not None])
         self._record("job_end", job=job_id)
+        self._seal(parties, job_id)
         return JobOutcome(job_id, spec, rules, table, time.monotonic() - started,
                           {p.name: p.phase for p in parties})
+
+    def _seal(self, parties: list[_Party], job_id: str) -> None:
+        """Hand every party the head of this coordinator's log, now that it holds the job's
+        release and end: the parties pin it, so these entries cannot be dropped or rewritten
+        later without the audit noticing. Best effort per party: the job has released."""
+        if self.audit is None:
+            return
+        head = self.audit.head()
+        order = worker_pb2.SealRequest(job_id=job_id, head=common_pb2.AuditHead(**head.as_dict()))
+        for p in parties:
+            with secure_channel(self.identity, p.address, p.name) as channel, \
+                    contextlib.suppress(grpc.RpcError):
+                worker_pb2_grpc.WorkerStub(channel).Seal(order, timeout=30)
 
     # ---- phases --------------------------------------------------------------------------
     @staticmethod
@@ -150,7 +167,7 @@ class Coordinator:
             raise JobFailed(None, f"the job did not finish within {self.timeout_s:.0f} s") \
                 from None
         if isinstance(event, grpc.RpcError):
-            raise self._root_cause(p, _rpc_failure(event), "WORKER", events)
+            raise self._root_cause(p, _rpc_failure(event), Code.WORKER, events)
         if event.phase == Event.FAILED:
             f = event.failure
             raise self._root_cause(p, f.message, f.code, events, origin=f.party)
@@ -162,7 +179,7 @@ class Coordinator:
         """A failure that only echoes another party's (lost peer, peer aborted) is
         reported as that party's failure if it arrives within a moment."""
         self._set_phase(p, "failed", message)
-        failures = [(origin or p.name, code, message)]
+        failures = [(_named(origin, p.name), code, message)]
         if code in _ECHO_CODES:
             until = time.monotonic() + 3.0
             while time.monotonic() < until:
@@ -171,9 +188,9 @@ class Coordinator:
                 except queue.Empty:
                     continue
                 if isinstance(event, grpc.RpcError):
-                    failures.append((q.name, "WORKER", _rpc_failure(event)))
+                    failures.append((q.name, Code.WORKER, _rpc_failure(event)))
                 elif event.phase == Event.FAILED:
-                    failures.append((event.failure.party or q.name, event.failure.code,
+                    failures.append((_named(event.failure.party, q.name), event.failure.code,
                                      event.failure.message))
                 else:
                     continue
@@ -193,7 +210,7 @@ class Coordinator:
         rules = spec.disclosure
         for p in parties:
             assert p.floors is not None
-            rules = rules.with_floors(p.floors.min_cell, p.floors.min_contributors)
+            rules = rules.with_floors(p.floors)
         return rules
 
     def _start(self, parties: list[_Party], job_id: str, rules: DisclosureRules) -> None:
@@ -239,6 +256,12 @@ class Coordinator:
             # An unreachable worker aborts on its own when the job's stream drops.
             with contextlib.suppress(grpc.RpcError):
                 p.stub.Abort(worker_pb2.AbortRequest(job_id=job_id, reason=reason), timeout=5)
+
+
+def _named(claimed: str, reporter: str) -> str:
+    """The party a worker names as where its failure arose, if that is a member name at
+    all (it goes into this coordinator's audit log); else the reporting party."""
+    return claimed if claimed and name_problem(claimed) is None else reporter
 
 
 def _head(msg: Any) -> dict[str, Any]:

@@ -15,12 +15,14 @@ from mpc.transport import codec
 
 def rules_to_proto(rules: DisclosureRules) -> worker_pb2.Disclosure:
     return worker_pb2.Disclosure(min_cell=rules.min_cell, suppress_zero=rules.suppress_zero,
-                                 min_contributors=rules.min_contributors)
+                                 min_contributors=rules.min_contributors,
+                                 sensitivity=rules.sensitivity)
 
 
 def rules_from_proto(msg: worker_pb2.Disclosure) -> DisclosureRules:
     return DisclosureRules(min_cell=msg.min_cell, suppress_zero=msg.suppress_zero,
-                           min_contributors=msg.min_contributors)
+                           min_contributors=msg.min_contributors,
+                           sensitivity=msg.sensitivity)
 
 
 def tensor_to_proto(value: torch.Tensor | np.ndarray) -> common_pb2.Tensor:

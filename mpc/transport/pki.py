@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +18,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mpc.transport.validate import name_problem
+
 ROLES = ("party", "dealer", "coordinator")
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 def check_member_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise ValueError(
-            f"invalid member name {name!r}: use lower-case letters, digits, '_' or '-', "
-            "starting with a letter"
-        )
+    """The rule every member name follows wherever it appears (validate.name_problem)."""
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"invalid member name: {problem}")
     return name
 
 

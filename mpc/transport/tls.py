@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from mpc.config.keys import read_private_key
 from mpc.config.party import TlsFiles
 from mpc.errors import ConfigError, TransportError
+from mpc.transport.validate import name_problem
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,12 @@ def peer_identity(context: grpc.ServicerContext) -> PeerIdentity:
     if not pem:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
     info = cert_info(pem[0])
+    problem = name_problem(info.name)
+    if problem:  # the name goes into logs and audit entries: only well-formed ones do
+        log.warning("refused a call from %s (certificate %s…): %s", context.peer(),
+                    info.fingerprint[:16], problem)
+        context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                      f"the client certificate's name is not a member name: {problem}")
     return PeerIdentity(info.name, info.role, info.fingerprint)
 
 

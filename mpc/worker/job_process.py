@@ -22,11 +22,13 @@ from typing import Any
 import torch
 
 from mpc.audit.digests import build_sha256, file_sha256, message_digest
+from mpc.audit.events import DEALER_ROLE, MEMBER_HEAD
 from mpc.audit.log import AuditLog
 from mpc.audit.recorder import JobRecorder
 from mpc.config.party import PartyConfig
 from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec, parse_spec
 from mpc.errors import (
+    Code,
     ConfigError,
     DataError,
     DealerError,
@@ -41,6 +43,7 @@ from mpc.errors import (
     ProtocolAbort,
     TransportError,
 )
+from mpc.protocols.agreement import agree_on_rules
 from mpc.transport.capture import recorder_from_env
 from mpc.transport.peer_mesh import PeerMesh, WireEvent
 from mpc.transport.tls import TlsIdentity
@@ -58,15 +61,15 @@ class StartOrder:
 
 
 def failure_code(exc: BaseException) -> str:
-    for cls, code in ((PolicyRefused, "POLICY"), (DataError, "DATA"), (ConfigError, "CONFIG"),
-                      (PeerAbort, "PEER"), (PeerUnreachable, "UNREACHABLE"), (PeerLost, "LOST"),
-                      (PeerSilent, "SILENT"),
-                      (TransportError, "TRANSPORT"),
-                      (DealerError, "DEALER"), (ProtocolAbort, "PROTOCOL"),
-                      (EngineError, "ENGINE")):
+    for cls, code in ((PolicyRefused, Code.POLICY), (DataError, Code.DATA),
+                      (ConfigError, Code.CONFIG), (PeerAbort, Code.PEER),
+                      (PeerUnreachable, Code.UNREACHABLE), (PeerLost, Code.LOST),
+                      (PeerSilent, Code.SILENT), (TransportError, Code.TRANSPORT),
+                      (DealerError, Code.DEALER), (ProtocolAbort, Code.PROTOCOL),
+                      (EngineError, Code.ENGINE)):
         if isinstance(exc, cls):
             return code
-    return "INTERNAL"
+    return Code.INTERNAL
 
 
 class _Control:
@@ -149,24 +152,27 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
                     max_message_bytes=config.limits.max_message_bytes,
                     observers=observers)
     control.mesh = mesh
-    my_floors = floors(config)
+    my_floors = floors(config, spec)
     control.emit("ready", endpoint=mesh.listen(), floors=my_floors)
 
     try:
         order = control.starts.get(timeout=START_TIMEOUT_S)
     except queue.Empty:
         raise TransportError(f"no start order within {START_TIMEOUT_S:.0f} s") from None
-    if not order.rules.at_least_as_strict_as(spec.disclosure.with_floors(
-            my_floors.min_cell, my_floors.min_contributors)):
+    if not order.rules.at_least_as_strict_as(spec.disclosure.with_floors(my_floors)):
         raise PolicyRefused(config.name, "the coordinator's disclosure rules are weaker than "
                                          "the spec with this party's floors")
+    if spec.noise is not None and order.rules.min_contributors > 1:
+        raise PolicyRefused(config.name, "the contributor rule cannot be applied to a noisy "
+                                         "release; the job is refused rather than drop it")
     log.info("connecting to %d peers", len(order.endpoints) - 1)
     mesh.connect(order.endpoints, timeout_s=config.connect_timeout_s)
+    agreed = agree_on_rules(mesh, job_id, spec.sha256, order.rules)
     fingerprints = {spec.parties[r]: fp for r, fp in mesh.peer_fingerprints.items()}
     fingerprints[config.name] = identity.fingerprint
     audit.add("session_start", spec_sha256=spec.sha256, parties=list(spec.parties), rank=rank,
               coordinator=coordinator, certificates=fingerprints, dealer=config.dealer,
-              rules=asdict(order.rules), build_sha256=build_sha256(),
+              rules=asdict(order.rules), rules_sha256=agreed, build_sha256=build_sha256(),
               policy_sha256=file_sha256(Path(config.source)))
     audit.commit_inputs(local.committed,
                         config.datasets[spec.dataset_of(config.name)].definition(),
@@ -233,7 +239,9 @@ def _compute(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: 
         shares = joint(spec, local, io, session, order.rules, phase, finish)
         ledger = session.provider.ledger
         audit.add("dealer_ledger", requests=[[e.seq, e.op, list(e.shape)] for e in ledger])
-        dealer.leave(rank, len(ledger))
+        dealer_head = dealer.leave(rank, len(ledger))
+        if dealer_head is not None:  # pin the dealer's log: it cannot drop this job later
+            audit.add(MEMBER_HEAD, member_role=DEALER_ROLE, head=dealer_head.as_dict())
     finally:
         dealer.close()
     return shares, len(ledger)

@@ -22,7 +22,6 @@ from mpc.config.party import PartyConfig
 from mpc.config.spec import DisclosureRules, UseCaseSpec
 from mpc.connectors import TableRequest, compute_local_table
 from mpc.connectors.persons import PersonRequest, compute_person_rows
-from mpc.connectors.persons import Reduce as ConnectorReduce
 from mpc.errors import DataError
 
 Phase = Callable[[str], None]
@@ -47,32 +46,32 @@ def widths(spec: UseCaseSpec) -> tuple[int, int]:
 
 
 def local_input(spec: UseCaseSpec, config: PartyConfig) -> LocalInput:
+    """This party's input, read where its data lives within its own bounds. Nothing in the
+    job's scope can fail it (see connectors/): an empty scope is zeros or an empty list."""
     name = spec.dataset_of(config.name)
     dataset = config.datasets[name]
     if spec.kind == "aggregate":
-        table = compute_local_table(dataset, TableRequest.from_spec(spec, config.name))
-        if (table.values < 0).any():
-            raise DataError(config.name, name, "has negative values", spec.measure.column)
+        table = compute_local_table(dataset, TableRequest.from_spec(spec, config.name,
+                                                                    dataset.bounds))
         return LocalInput(f"{spec.cells} cells", table_bytes(table.values, table.rows),
                           table=table)
     if spec.linkage is not None:
         side = (spec.linkage.left if config.name == spec.linkage.left.party
                 else spec.linkage.right)
-        key, by = spec.linkage.key, side.by
-        reduce = (ConnectorReduce(side.reduce.order_by, side.reduce.keep)
-                  if side.reduce else None)
+        key, by, reduce, window, filters = spec.linkage.key, side.by, side.reduce, None, ()
         pad_to = spec.linkage.pad_to
     else:
         assert spec.overlap is not None
         key, by, reduce, pad_to = spec.overlap.key, (), None, spec.overlap.pad_to
+        window, filters = spec.window, spec.filters
     categories = tuple((c, v) for c, v in spec.categories if c in by)
-    rows = compute_person_rows(dataset, PersonRequest(config.name, name, key, by, categories,
-                                                      reduce),
-                               distinct_only=spec.kind == "overlap")
+    request = PersonRequest(config.name, name, key, by, categories, reduce, window=window,
+                            filters=filters, max_persons=dataset.bounds.max_persons)
+    rows = compute_person_rows(dataset, request, distinct_only=spec.kind == "overlap")
     if len(rows.ids) > pad_to:
-        # No count in the message: the coordinator must not learn the list's size.
-        raise DataError(config.name, name, "has more persons than the spec's pad_to "
-                                           "(raise pad_to)", key)
+        # Unreachable when the policy held (pad_to >= max_persons >= the dataset's persons);
+        # kept so that a bug cannot turn into a list larger than its public size.
+        raise DataError(config.name, name, "has more persons than the list bound", key)
     committed = "\n".join(rows.ids).encode() + table_bytes(rows.cells)
     return LocalInput("one row per person", committed, ids=rows.ids, cells=rows.cells)
 
@@ -84,13 +83,14 @@ def joint(spec: UseCaseSpec, local: LocalInput, io: Any, session: Any,
     secrets on while the engine session is still open."""
     from mpc.protocols.aggregate import aggregate
     from mpc.protocols.linkage import cross_table, linkage_shares, overlap_counts, overlap_shares
-    from mpc.protocols.noise import noise_generator, noise_share
+    from mpc.protocols.noise import noise_share, noise_source
 
     if spec.kind == "aggregate":
         noise = None
-        if spec.noise is not None:
-            noise = torch.from_numpy(noise_share(spec.noise, len(spec.parties), spec.cells,
-                                                 noise_generator()))
+        applied = spec.noise_under(rules)
+        if applied is not None:
+            noise = torch.from_numpy(noise_share(applied, len(spec.parties), spec.cells,
+                                                 noise_source()))
         with session as ctx:
             return finish(ctx, aggregate(ctx, torch.from_numpy(local.table.values),
                                          torch.from_numpy(local.table.rows), rules,

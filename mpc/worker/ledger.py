@@ -1,11 +1,20 @@
 """A party's release ledger: what it released, so later jobs cannot difference it.
 
-Small-cell suppression protects one table. Two releases of one use case family
-whose party sets differ by a single party give that party's counts by
-subtraction, and so do nested or overlapping time windows or filters. The
-ledger refuses such a job, and spends a privacy budget per dataset on
-differentially private releases. Its entries live in the party's signed audit
-log (`release_recorded`), so it survives restarts and auditors see it.
+Small-cell suppression protects one table, not a series of them: two tables whose party
+sets, groups, categories or scopes differ give suppressed cells (or one party's counts)
+by subtraction. The ledger therefore holds, per dataset (whatever the use case is called
+and whatever its kind), one rule for releases protected by suppression alone:
+
+    a new release is allowed only when it is the same query as an earlier one (same
+    kind, scope, groups, categories, measure, rules and party set), or when its scope
+    is disjoint from that of every earlier release on the dataset (windows on the same
+    column that do not overlap, or filters with no value in common).
+
+Everything else on the same dataset is refused with a message that points to
+differential privacy. Noisy releases are accounted by the privacy budget instead
+(epsilon and delta per dataset, spent when the release leaves the party). Entries live
+in the party's signed audit log (`release_recorded`), so the ledger survives restarts
+and auditors see it.
 """
 
 from __future__ import annotations
@@ -17,66 +26,97 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mpc.config.bounds import DatasetBounds
 from mpc.config.spec import UseCaseSpec, Window
 from mpc.errors import PolicyRefused
 
 EVENT = "release_recorded"
+_DP_HINT = ("a table protected by suppression alone may only be repeated exactly or asked "
+            "on rows no earlier release counted; ask for it with differential privacy "
+            "([disclosure.noise]) instead")
+
+
+def query_of(spec: UseCaseSpec, party: str) -> dict[str, Any]:
+    """What a release asks of this party's dataset, besides its scope and party set."""
+    query: dict[str, Any] = {
+        "kind": spec.kind, "groups": list(spec.group_by),
+        "categories": [[c, list(v)] for c, v in spec.categories],
+        "measure": str(spec.measure), "rules": asdict(spec.disclosure),
+        "round_to": spec.round_to,
+    }
+    if spec.linkage is not None:
+        sides = {"left": asdict(spec.linkage.left), "right": asdict(spec.linkage.right)}
+        query["linkage"] = {"key": spec.linkage.key, **sides}
+    if spec.overlap is not None:
+        query["overlap"] = {"key": spec.overlap.key}
+    return query
 
 
 @dataclass(frozen=True)
 class Release:
     job: str
     usecase: str
-    family: str
     dataset: str
     parties: tuple[str, ...]  # sorted
     window: Window | None
     filters: tuple[tuple[str, tuple[str, ...]], ...]
-    schedule: str | None
+    query: str = ""  # canonical JSON of query_of(); "" for entries of older versions
     epsilon: float = 0.0
     delta: float = 0.0
     spec_sha256: str = ""
     definition_sha256: str = ""  # of the dataset's definition (file or query) at the time
-    categories: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
     def of(cls, job: str, spec: UseCaseSpec, party: str, definition: str = "") -> Release:
         noise = spec.noise
-        return cls(job=job, usecase=spec.name, family=spec.family, dataset=spec.dataset_of(party),
+        return cls(job=job, usecase=spec.name, dataset=spec.dataset_of(party),
                    parties=tuple(sorted(spec.parties)), window=spec.window,
-                   filters=spec.filters, schedule=spec.schedule,
+                   filters=spec.filters,
+                   query=json.dumps(query_of(spec, party), sort_keys=True,
+                                    separators=(",", ":")),
                    epsilon=noise.epsilon if noise else 0.0, delta=noise.delta if noise else 0.0,
                    spec_sha256=spec.sha256,
-                   definition_sha256=hashlib.sha256(definition.encode()).hexdigest(),
-                   categories=spec.categories)
+                   definition_sha256=hashlib.sha256(definition.encode()).hexdigest())
+
+    @property
+    def noisy(self) -> bool:
+        return self.epsilon > 0
 
     def fields(self) -> dict[str, Any]:
         return {**asdict(self), "window": asdict(self.window) if self.window else None,
                 # pairs, not objects: the log's canonical JSON sorts object keys
-                "filters": [[c, list(v)] for c, v in self.filters],
-                "categories": [[c, list(v)] for c, v in self.categories]}
+                "filters": [[c, list(v)] for c, v in self.filters]}
 
     @classmethod
     def from_entry(cls, e: dict[str, Any]) -> Release:
-        return cls(job=e["job"], usecase=e["usecase"], family=e["family"],
-                   dataset=e["dataset"], parties=tuple(e["parties"]),
+        return cls(job=str(e["job"]), usecase=str(e["usecase"]), dataset=str(e["dataset"]),
+                   parties=tuple(str(p) for p in e["parties"]),
                    window=Window(**e["window"]) if e["window"] else None,
-                   filters=tuple((c, tuple(v)) for c, v in e["filters"]),
-                   schedule=e["schedule"], epsilon=e["epsilon"], delta=e["delta"],
-                   spec_sha256=e.get("spec_sha256", ""),
-                   definition_sha256=e.get("definition_sha256", ""),
-                   categories=tuple((c, tuple(v)) for c, v in e.get("categories", [])))
+                   filters=tuple((str(c), tuple(str(x) for x in v)) for c, v in e["filters"]),
+                   query=str(e.get("query", "")), epsilon=float(e["epsilon"]),
+                   delta=float(e["delta"]), spec_sha256=str(e.get("spec_sha256", "")),
+                   definition_sha256=str(e.get("definition_sha256", "")))
 
     def scope_overlaps(self, other: Release) -> bool:
-        """Whether the two releases counted some rows in common (could be differenced)."""
+        """Whether the two releases may have counted rows in common."""
         if self.window is not None and other.window is not None and \
                 not self.window.overlaps(other.window):
             return False
         mine, theirs = dict(self.filters), dict(other.filters)
         return all(set(mine[c]) & set(theirs[c]) for c in mine.keys() & theirs.keys())
 
-    def same_scope(self, other: Release) -> bool:
-        return self.window == other.window and dict(self.filters) == dict(other.filters)
+    def difference(self, other: Release) -> str | None:
+        """What makes `other` a different question than this one, if anything."""
+        if self.parties != other.parties:
+            return "another party set"
+        if self.window != other.window or dict(self.filters) != dict(other.filters):
+            return "an overlapping but different scope (window or filter)"
+        if not self.query or self.query != other.query:
+            mine, theirs = json.loads(self.query or "{}"), json.loads(other.query or "{}")
+            changed = sorted(k for k in mine.keys() | theirs.keys()
+                             if mine.get(k) != theirs.get(k))
+            return f"other {', '.join(changed) or 'query terms'}"
+        return None
 
 
 class Ledger:
@@ -87,50 +127,59 @@ class Ledger:
 
     @classmethod
     def from_log(cls, path: Path) -> Ledger:
-        """Rebuild the ledger from the party's audit log (complete lines only)."""
+        """Rebuild the ledger from the party's audit log: its entries parsed (complete lines
+        only), so that text inside another entry's field never passes for a release. A
+        malformed entry is skipped with a warning rather than keeping the worker down."""
+        import logging
+
+        from mpc.audit.log import iter_entries
+
         releases = []
-        if path.exists():
-            with path.open("rb") as fh:
-                for line in fh:
-                    if f'"{EVENT}"'.encode() in line and line.endswith(b"\n"):
-                        releases.append(Release.from_entry(json.loads(line)))
+        for entry in iter_entries(path):
+            if entry.get("event") != EVENT:
+                continue
+            try:
+                releases.append(Release.from_entry(entry))
+            except (KeyError, TypeError, ValueError) as exc:
+                logging.getLogger(__name__).warning(
+                    "%s: %s entry %s is malformed (%s); skipped", path, EVENT,
+                    entry.get("seq"), type(exc).__name__)
         return cls(releases)
 
-    def spent(self, dataset: str) -> float:
-        return sum(r.epsilon for r in (*self.releases, *self._pending.values())
-                   if r.dataset == dataset)
+    def spent(self, dataset: str) -> tuple[float, float]:
+        """(epsilon, delta) spent on `dataset`, running jobs included."""
+        entries = [r for r in (*self.releases, *self._pending.values()) if r.dataset == dataset]
+        return sum(r.epsilon for r in entries), sum(r.delta for r in entries)
 
-    def reserve(self, party: str, job: str, spec: UseCaseSpec, budget: float | None,
+    def reserve(self, party: str, job: str, spec: UseCaseSpec, bounds: DatasetBounds,
                 definition: str = "") -> Release:
-        """Check the job against every earlier (and running) release; hold its budget."""
+        """Check the job against every earlier (and running) release on the same dataset;
+        hold its budget until it releases or ends."""
         new = Release.of(job, spec, party, definition)
         refuse = lambda reason: PolicyRefused(party, reason)  # noqa: E731
         with self._lock:
             for old in (*self.releases, *self._pending.values()):
-                if old.family != new.family or old.dataset != new.dataset or \
-                        not old.scope_overlaps(new):
+                if old.dataset != new.dataset or old.noisy or new.noisy or not bounds.ledger:
                     continue
-                differ = sorted(set(old.parties) ^ set(new.parties))
-                if len(differ) == 1:
+                differs = old.difference(new)
+                if differs is not None and old.scope_overlaps(new):
                     raise refuse(
-                        f"differencing: job {old.job[:12]} released family {new.family!r} for "
-                        f"{', '.join(old.parties)}; this job's parties differ only by "
-                        f"{differ[0]}, whose figures the difference would expose")
-                if old.parties == new.parties and not old.same_scope(new):
-                    what = "window" if old.window != new.window else "filter"
-                    raise refuse(
-                        f"differencing: this job's {what} overlaps that of job {old.job[:12]} "
-                        f"(family {new.family!r}) without being the same; only scheduled "
-                        "repeats over non-overlapping periods may follow each other")
-            if new.epsilon:
-                if budget is None:
-                    raise refuse(f"no privacy budget is configured for dataset "
-                                 f"{new.dataset!r} ([policy.budget])")
-                left = budget - self.spent(new.dataset)
-                if new.epsilon > left + 1e-12:
+                        f"differencing: job {old.job[:12]} ({old.usecase}) released dataset "
+                        f"{new.dataset!r} on rows this job counts too, and this job asks "
+                        f"{differs}; {_DP_HINT}")
+            if new.noisy:
+                epsilon, delta = self.spent(new.dataset)
+                where = f"[datasets.{new.dataset}.bounds]"
+                if new.epsilon > bounds.epsilon_budget - epsilon + 1e-12:
                     raise refuse(f"the privacy budget of dataset {new.dataset!r} is "
                                  f"exhausted: this job needs epsilon {new.epsilon:g}, "
-                                 f"{max(left, 0):g} of {budget:g} is left")
+                                 f"{max(bounds.epsilon_budget - epsilon, 0):g} of "
+                                 f"{bounds.epsilon_budget:g} is left ({where} epsilon_budget)")
+                if new.delta > bounds.delta_budget - delta + 1e-18:
+                    raise refuse(f"the delta budget of dataset {new.dataset!r} is "
+                                 f"exhausted: this job needs delta {new.delta:g}, "
+                                 f"{max(bounds.delta_budget - delta, 0):g} of "
+                                 f"{bounds.delta_budget:g} is left ({where} delta_budget)")
             self._pending[job] = new
             return new
 

@@ -23,20 +23,29 @@ from typing import Any
 
 import grpc
 
-from mpc.audit.log import AuditLog
+from mpc.audit.events import COORDINATOR_ROLE, JOB_RECEIVED, JOB_REPLAY_REFUSED, MEMBER_HEAD
+from mpc.audit.log import AuditLog, Head, iter_entries
 from mpc.config.party import PartyConfig
-from mpc.errors import PolicyRefused
+from mpc.config.spec import COORDINATOR, UseCaseSpec
+from mpc.errors import Code, PolicyRefused
 from mpc.proto import common_pb2, worker_pb2, worker_pb2_grpc
 from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_to_proto
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
-from mpc.transport.validate import MAX_REASON, address_problem, job_id_problem
+from mpc.transport.validate import (
+    MAX_REASON,
+    address_problem,
+    head_problem,
+    job_id_problem,
+    name_problem,
+)
 from mpc.worker.job_process import StartOrder, run_job
 from mpc.worker.ledger import EVENT as LEDGER_EVENT
 from mpc.worker.ledger import Ledger
-from mpc.worker.policy import approve
+from mpc.worker.policy import approve, floors
 
 log = logging.getLogger(__name__)
 Event = worker_pb2.JobEvent
+MAX_SEALABLE = 1024  # finished jobs a coordinator may still seal
 PHASES = {
     "accepted": Event.ACCEPTED, "local_table": Event.LOCAL_TABLE, "ready": Event.READY,
     "connected": Event.CONNECTED, "sharing": Event.SHARING, "computing": Event.COMPUTING,
@@ -89,6 +98,11 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.jobs: dict[str, JobHandle] = {}
         self.ledger = Ledger.from_log(config.audit_log)
         self._aborted: collections.deque[str] = collections.deque(maxlen=1024)
+        # Every job id this worker ever received, from its own log: a job id is used once.
+        self._seen: set[str] = {e["job"] for e in iter_entries(config.audit_log)
+                                if e.get("event") == JOB_RECEIVED and isinstance(e.get("job"), str)}
+        # Jobs that finished here, with their coordinator, until it seals them (bounded).
+        self._sealable: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._mp = mp.get_context("spawn")  # never fork a process that runs gRPC
 
@@ -112,44 +126,60 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if len(self.jobs) >= limits.max_concurrent_jobs:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"{self.config.name} runs {len(self.jobs)} jobs already, its limit")
-        self.audit.append("job_received", job=job_id, coordinator=coordinator,
-                          spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
+        spec_sha256 = hashlib.sha256(request.spec_toml).hexdigest()
+        with self._lock:  # one look and one mark: two submissions of one id cannot both pass
+            replay = job_id in self._seen
+            self._seen.add(job_id)
+        if replay:
+            # A job id is used once, whatever became of the job: a second run under the
+            # same id would reuse its per-job randomness (masks, blinding, dealer seeds).
+            refusal = PolicyRefused(self.config.name, f"job id {job_id} was used before; a "
+                                                      "job id is used once")
+            self.audit.append(JOB_REPLAY_REFUSED, job=job_id, coordinator=coordinator,
+                              code=Code.POLICY, reason=refusal.reason, spec_sha256=spec_sha256)
+            log.warning("job %s refused: %s", job_id, refusal.reason)
+            yield self._failure(job_id, Code.POLICY, str(refusal))
+            return
+        self.audit.append(JOB_RECEIVED, job=job_id, coordinator=coordinator,
+                          spec_sha256=spec_sha256)
         try:
             spec = approve(self.config, request.spec_toml, coordinator)
+            problem = _names_problem(spec)
+            if problem:
+                raise PolicyRefused(self.config.name, problem)
             dataset = spec.dataset_of(self.config.name)
             self.ledger.reserve(self.config.name, job_id, spec,
-                                self.config.policy.budget.get(dataset),
+                                self.config.datasets[dataset].bounds,
                                 self.config.datasets[dataset].definition())
         except PolicyRefused as exc:
             self.audit.append("policy_decision", job=job_id, approved=False, reason=exc.reason,
                               spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
             log.warning("job %s refused: %s", job_id, exc.reason)
-            yield self._failure(job_id, "POLICY", str(exc))
+            yield self._failure(job_id, Code.POLICY, str(exc))
             return
         self.audit.append("policy_decision", job=job_id, approved=True, usecase=spec.name,
                           spec_sha256=spec.sha256, parties=list(spec.parties),
                           recipients=list(spec.recipients),
-                          rules=asdict(spec.disclosure.with_floors(
-                              self.config.policy.min_cell_floor,
-                              self.config.policy.min_contributors_floor)))
+                          rules=asdict(spec.disclosure.with_floors(floors(self.config, spec))))
         with self._lock:
-            if job_id in self.jobs or job_id in self._aborted:
-                reason = "the job was already aborted" if job_id in self._aborted else \
-                    "a job with this id exists"
-                self.audit.append("job_aborted", job=job_id, code="ABORTED", reason=reason)
-                self.ledger.cancel(job_id)
-                yield self._failure(job_id, "ABORTED", reason)
-                return
-            parent, child = self._mp.Pipe()
-            # Not a daemon: a job blinds with a process pool of its own. It still ends
-            # with its worker: its control pipe closes and it exits at once.
-            process = self._mp.Process(target=run_job, name=f"job-{job_id[:8]}",
-                                       args=(child, self.config, request.spec_toml, job_id,
-                                             coordinator))
-            process.start()
-            child.close()
-            handle = JobHandle(job_id, coordinator, len(spec.parties), process, parent)
-            self.jobs[job_id] = handle
+            aborted = job_id in self._aborted  # the abort overtook the submission
+            if not aborted:
+                parent, child = self._mp.Pipe()
+                # Not a daemon: a job blinds with a process pool of its own. It still ends
+                # with its worker: its control pipe closes and it exits at once.
+                process = self._mp.Process(target=run_job, name=f"job-{job_id[:8]}",
+                                           args=(child, self.config, request.spec_toml, job_id,
+                                                 coordinator))
+                process.start()
+                child.close()
+                handle = JobHandle(job_id, coordinator, len(spec.parties), process, parent)
+                self.jobs[job_id] = handle
+        if aborted:
+            reason = "the job was already aborted"
+            self.audit.append("job_aborted", job=job_id, code=Code.ABORTED, reason=reason)
+            self.ledger.cancel(job_id)
+            yield self._failure(job_id, Code.ABORTED, reason)
+            return
         threading.Thread(target=handle.pump, daemon=True, name=f"pump-{job_id[:8]}").start()
         context.add_callback(lambda: self._on_stream_end(handle))
         log.info("job %s (%s) accepted from %s", job_id, spec.name, coordinator)
@@ -175,7 +205,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             if time.monotonic() > deadline:
                 limit = f"{self.config.job_timeout_s:.0f} s"
                 handle.abort_reason = f"time limit of {limit} exceeded"
-                yield self._failure(handle.job_id, "TIMEOUT",
+                yield self._failure(handle.job_id, Code.TIMEOUT,
                                     f"the job exceeded the worker's time limit of {limit}")
                 return
             try:
@@ -185,9 +215,11 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             phase = event["phase"]
             if phase in ("released", "done"):
                 self._record_release(handle.job_id)
+            if phase == "done":  # before the coordinator hears of it: it seals next
+                self._finished(handle)
             if phase == "exited":
                 handle.abort_reason = "the job process ended unexpectedly"
-                yield self._failure(handle.job_id, "INTERNAL", handle.abort_reason)
+                yield self._failure(handle.job_id, Code.INTERNAL, handle.abort_reason)
                 return
             yield self._event(handle.job_id, event)
             if phase == "failed":
@@ -255,6 +287,37 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             handle.send("abort", reason)
         return worker_pb2.AbortReply()
 
+    def Seal(self, request: worker_pb2.SealRequest, context: grpc.ServicerContext
+             ) -> worker_pb2.SealReply:  # noqa: N802
+        """The coordinator's log head after a job that finished here: pinned in this
+        party's log, so the coordinator cannot drop or rewrite its entries of the job."""
+        caller = require_peer(context, ["coordinator"]).name
+        head = request.head
+        problem = job_id_problem(request.job_id) or (
+            "no log head" if not request.HasField("head") else
+            head_problem(head.member, head.seq, head.hash, head.sig))
+        if problem is None and head.member != caller:
+            problem = f"{caller} sent the log head of {head.member!r}"
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        with self._lock:
+            if self._sealable.get(request.job_id) != caller:
+                context.abort(grpc.StatusCode.NOT_FOUND,
+                              f"no finished job {request.job_id} from {caller} to seal")
+            del self._sealable[request.job_id]  # sealed once
+        # This worker holds no federation file, so it has no audit key of the coordinator
+        # to check the signature with; `mpc audit verify` checks it against the log.
+        pinned = Head(head.member, head.seq, head.hash, head.sig)
+        self.audit.append(MEMBER_HEAD, job=request.job_id, member_role=COORDINATOR_ROLE,
+                          head=pinned.as_dict())
+        return worker_pb2.SealReply()
+
+    def _finished(self, handle: JobHandle) -> None:
+        with self._lock:
+            self._sealable[handle.job_id] = handle.coordinator
+            while len(self._sealable) > MAX_SEALABLE:
+                self._sealable.popitem(last=False)
+
     def _record_release(self, job_id: str) -> None:
         """Data left this party for this job: its ledger entry becomes permanent."""
         release = self.ledger.commit(job_id)
@@ -280,7 +343,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             handle.audited = True
         if record:
             log.warning("job %s aborted: %s", handle.job_id, abort_reason)
-            self.audit.append("job_aborted", job=handle.job_id, code="ABORTED",
+            self.audit.append("job_aborted", job=handle.job_id, code=Code.ABORTED,
                               reason=abort_reason)
             handle.send("abort", abort_reason)
         self.ledger.cancel(handle.job_id)  # a no-op once the release is recorded
@@ -288,6 +351,16 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         handle.conn.close()
         with self._lock:
             self.jobs.pop(handle.job_id, None)
+
+
+def _names_problem(spec: UseCaseSpec) -> str | None:
+    """What is wrong with the member names a spec gives, if anything: they go into this
+    party's audit log and to its peers, so only well-formed names do."""
+    for name in (*spec.parties, *(r for r in spec.recipients if r != COORDINATOR)):
+        problem = name_problem(name)
+        if problem:
+            return f"the spec names a party badly: {problem}"
+    return None
 
 
 def _start_problem(request: worker_pb2.StartRequest, parties: int) -> str | None:

@@ -60,7 +60,14 @@ def test_demo_on_the_users_own_files(tmp_path: Path) -> None:
                                  "line": ["1", "2", "3+"]})
     spec_path.write_bytes(text)
     out = tmp_path / "out"
+    # A sum needs the parties' clipping range for the column.
     proc = mpc("demo", "--data", str(data), "--usecase", str(spec_path), "--out", str(out))
+    assert proc.returncode == 1 and "no clipping range for summed column 'cycles'" in \
+        " ".join(proc.stdout.split())
+    bounds = tmp_path / "bounds.toml"
+    bounds.write_text("[treatments]\nclip = { cycles = [0, 1000] }\n")
+    proc = mpc("demo", "--data", str(data), "--usecase", str(spec_path), "--out", str(out),
+               "--bounds", str(bounds))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     released = pd.read_csv(out / "cycles-by-product" / "result.csv", dtype={"line": str})
     csv_copy = tmp_path / "clinic_y.csv"

@@ -50,6 +50,10 @@ def test_rules_state_the_release_condition() -> None:
     assert rules.keeps(0, 0) and not rules.keeps(5, 3) and not rules.keeps(12, 1)
     assert rules.keeps(10, 2)
     assert not DisclosureRules(10, True, 1).keeps(0, 0)
-    assert rules.with_floors(20, 1) == DisclosureRules(20, False, 2)
-    assert rules.with_floors(20, 1).at_least_as_strict_as(rules)
-    assert not rules.at_least_as_strict_as(rules.with_floors(11, 1))
+    floors = DisclosureRules(min_cell=20, min_contributors=1, sensitivity=5)
+    assert rules.with_floors(floors) == DisclosureRules(20, False, 2, sensitivity=5)
+    assert rules.with_floors(floors).at_least_as_strict_as(rules)
+    assert not rules.at_least_as_strict_as(rules.with_floors(DisclosureRules(11, False, 1)))
+    # a lower sensitivity would calibrate noise below a party's contribution bound
+    assert not rules.with_floors(floors).at_least_as_strict_as(
+        DisclosureRules(20, False, 2, sensitivity=6))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from mpc.config.party import DatasetConfig
+from mpc.config.spec import Window
 from mpc.connectors.omop import register_treatments
 from mpc.connectors.persons import PersonRequest, PersonRows, Reduce, compute_person_rows
 from mpc.errors import DataError
@@ -53,10 +55,19 @@ def request(by: tuple[str, ...] = ("product", "line"), reduce: Reduce | None = N
 
 
 def expected(df: pd.DataFrame, req: PersonRequest) -> PersonRows:
-    """The reference: sort by the order and the `by` columns, keep each key's first/last."""
+    """The reference: rows with a null key or `by` values outside the categories left out,
+    then sort by the order and the `by` columns (a null ordering value never preferred),
+    keep each key's first/last; without a rule, the first in `by` order."""
+    df = df[df[req.key].notna()]
+    for column, values in req.categories:
+        df = df[df[column].astype(str).isin(values) & df[column].notna()]
     if req.reduce is not None:
-        df = df.sort_values([req.reduce.order_by, *req.by], kind="stable")
-        df = df.drop_duplicates(req.key, keep=req.reduce.keep)
+        keep = req.reduce.keep
+        df = df.sort_values([req.reduce.order_by, *req.by], kind="stable",
+                            na_position="last" if keep == "first" else "first")
+        df = df.drop_duplicates(req.key, keep=keep)
+    elif req.by:
+        df = df.sort_values(list(req.by), kind="stable").drop_duplicates(req.key)
     df = df.sort_values(req.key)
     combos = list(itertools.product(*(values for _, values in req.categories)))
     where = {combo: i for i, combo in enumerate(combos)}
@@ -121,14 +132,12 @@ def test_numeric_categories_compare_as_text(tmp_path: Path, writer) -> None:
     assert_equal(compute_person_rows(writer(tmp_path, df), req), expected(df, req))
 
 
-def test_several_rows_per_person_need_a_reduce_rule(tmp_path: Path, writer) -> None:
+def test_without_a_reduce_rule_the_first_row_in_by_order_is_kept(tmp_path: Path,
+                                                                  writer) -> None:
+    """Several rows per person never fail the job (that would tell the coordinator)."""
     df = make_frame()
-    with pytest.raises(DataError) as info:
-        compute_person_rows(writer(tmp_path, df), request())
-    text = assert_names(info.value, "pseudonym")
-    assert "has several rows per person; the spec needs a reduce rule" in text
-    assert not any(key in text for key in df.pseudonym)
-    assert not any(ch.isdigit() for ch in text)  # no count of duplicated persons
+    assert df.pseudonym.duplicated().any()
+    assert_equal(compute_person_rows(writer(tmp_path, df), request()), expected(df, request()))
 
 
 def test_distinct_only_counts_each_key_once(tmp_path: Path, writer) -> None:
@@ -145,32 +154,36 @@ def test_distinct_only_reads_keys_only() -> None:
 
 
 def test_request_validation() -> None:
-    with pytest.raises(ValueError, match="first"):
-        Reduce("line", "middle")
     with pytest.raises(ValueError, match="categories"):
         request(("product", "line"), categories=(("line", LINES), ("product", PRODUCTS)))
 
 
+@pytest.mark.parametrize("keep", ["first", "last"])
 @pytest.mark.parametrize("column", ["pseudonym", "line", "start_date"])
-def test_nulls_refused(tmp_path: Path, writer, column: str) -> None:
+def test_nulls_are_left_out_or_sorted_last(tmp_path: Path, writer, column: str,
+                                           keep: str, caplog) -> None:
+    """A null key or attribute leaves the row out; a null ordering value is never the one
+    kept while the person has another row. Neither fails the job."""
     df = make_frame()
-    df.loc[7, column] = None
-    with pytest.raises(DataError) as info:
-        compute_person_rows(writer(tmp_path, df), request(reduce=Reduce("start_date", "first")))
-    assert "has missing (null) values" in assert_names(info.value, column)
+    first = df.sort_values(["start_date", "product", "line"], kind="stable").index[0]
+    df.loc[first, column] = None
+    req = request(reduce=Reduce("start_date", keep))
+    with caplog.at_level(logging.WARNING):
+        got = compute_person_rows(writer(tmp_path, df), req)
+    assert_equal(got, expected(df, req))
+    if column != "start_date":
+        assert "1 rows in this job's scope are left out" in caplog.text
 
 
-def test_values_outside_categories_reveal_nothing(tmp_path: Path, writer, caplog) -> None:
+def test_values_outside_categories_are_left_out(tmp_path: Path, writer, caplog) -> None:
     df = make_frame()
-    # On a row the reduce rule does not keep: the categories bind every row, as in tables.
     ordered = df.sort_values(["start_date", "product", "line"], kind="stable")
-    df.loc[ordered.index[ordered.pseudonym.duplicated()][0], "product"] = "pembrolizumab"
-    with caplog.at_level(logging.WARNING), pytest.raises(DataError) as info:
-        compute_person_rows(writer(tmp_path, df), request(reduce=Reduce("start_date", "first")))
-    text = assert_names(info.value, "product")
-    assert "outside the declared categories" in text
-    assert "pembrolizumab" not in text and not any(ch.isdigit() for ch in text)
-    assert "pembrolizumab" in caplog.text  # logged locally for the party's own operator
+    df.loc[ordered.index[:3], "product"] = "pembrolizumab"
+    req = request(reduce=Reduce("start_date", "first"))
+    with caplog.at_level(logging.WARNING):
+        got = compute_person_rows(writer(tmp_path, df), req)
+    assert_equal(got, expected(df, req))
+    assert "3 rows in this job's scope are left out" in caplog.text
 
 
 @pytest.mark.parametrize("column", ["pseudonym", "line", "start_date"])
@@ -182,10 +195,35 @@ def test_missing_column(tmp_path: Path, writer, column: str) -> None:
     assert "column not found (available:" in text and "product" in text
 
 
-def test_empty_dataset(tmp_path: Path, writer) -> None:
+def test_empty_scope_is_an_empty_list(tmp_path: Path, writer) -> None:
+    got = compute_person_rows(writer(tmp_path, make_frame().iloc[:0]), request())
+    assert got.ids == [] and len(got.cells) == 0
+
+
+def test_window_and_filters_apply_to_distinct_persons(tmp_path: Path, writer) -> None:
+    df = make_frame()
+    req = replace(request(()), window=Window("start_date", "2024-01-05", "2024-01-12"),
+                  filters=(("line", ("1", "2")),))
+    got = compute_person_rows(writer(tmp_path, df), req, distinct_only=True)
+    kept = df[(df.start_date >= "2024-01-05") & (df.start_date < "2024-01-12")
+              & df.line.isin(["1", "2"])]
+    assert 0 < len(set(kept.pseudonym)) < df.pseudonym.nunique()
+    assert got.ids == sorted(set(kept.pseudonym))
+
+
+def test_list_bound_is_checked_on_the_whole_dataset(tmp_path: Path, writer) -> None:
+    """Over the bound fails every job alike, however small the scope the spec asks for;
+    the message holds no count."""
+    df = make_frame()
+    persons = df.pseudonym.nunique()
+    tiny = replace(request(()), filters=(("line", ("3+",)),), max_persons=persons - 1)
     with pytest.raises(DataError) as info:
-        compute_person_rows(writer(tmp_path, make_frame().iloc[:0]), request())
-    assert "dataset has no rows" in assert_names(info.value, None)
+        compute_person_rows(writer(tmp_path, df), tiny, distinct_only=True)
+    text = assert_names(info.value, "pseudonym")
+    assert "list bound" in text and str(persons) not in text
+    (tmp_path / "again").mkdir()
+    ok = replace(tiny, max_persons=persons)
+    assert compute_person_rows(writer(tmp_path / "again", df), ok, distinct_only=True).ids
 
 
 @pytest.mark.parametrize("name", ["gone.csv", "gone.parquet", "gone.db"])

@@ -6,6 +6,7 @@ import itertools
 import logging
 import sqlite3
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from mpc.config.bounds import Clip
 from mpc.config.party import DatasetConfig
 from mpc.config.spec import Measure, Window
 from mpc.connectors import LocalTable, TableRequest, compute_local_table
@@ -177,37 +179,64 @@ def test_missing_column(tmp_path: Path, writer, column: str) -> None:
     assert "column not found" in text and "pseudonym" in text
 
 
-def test_null_in_group_column(tmp_path: Path, writer) -> None:
+def test_null_in_group_column_is_left_out(tmp_path: Path, writer, caplog) -> None:
+    """A null could be one person's row in a scope the coordinator chose: it must not fail
+    the job (an oracle), so it is left out of every cell and reported locally."""
     df = make_frame()
     df.loc[5, "line"] = None
-    with pytest.raises(DataError) as info:
-        compute_local_table(writer(tmp_path, df), request())
-    assert "null" in assert_names(info.value, "line")
+    with caplog.at_level(logging.WARNING):
+        got = compute_local_table(writer(tmp_path, df), request())
+    assert_equal(got, expected(df.drop(index=5), request()))
+    assert "1 rows in this job's scope are left out" in caplog.text
 
 
-def test_values_outside_categories_reveal_nothing(tmp_path: Path, writer, caplog) -> None:
+def test_values_outside_categories_are_left_out(tmp_path: Path, writer, caplog) -> None:
     df = make_frame()
     df.loc[[3, 9, 17], "product"] = "pembrolizumab"
-    with caplog.at_level(logging.WARNING), pytest.raises(DataError) as info:
-        compute_local_table(writer(tmp_path, df), request())
-    text = assert_names(info.value, "product")
-    assert "outside the declared categories" in text
-    assert "pembrolizumab" not in text
-    assert not any(ch.isdigit() for ch in text)  # no count of bad rows
+    with caplog.at_level(logging.WARNING):
+        got = compute_local_table(writer(tmp_path, df), request())
+    assert_equal(got, expected(df.drop(index=[3, 9, 17]), request()))
     assert "pembrolizumab" in caplog.text  # logged locally for the party's own operator
+    assert "3 rows in this job's scope are left out" in caplog.text
 
 
 def test_sum_needs_integer_column(tmp_path: Path, writer) -> None:
+    """A column typed as non-integer is a fact of the dataset's schema, not of any row.
+    SQLite types values, not columns: there each non-integer value is left out."""
+    dataset = writer(tmp_path, make_frame())
+    if writer is write_sqlite:
+        got = compute_local_table(dataset, request(Measure("sum", "dose")))
+        assert not got.values.any()
+        return
     with pytest.raises(DataError) as info:
-        compute_local_table(writer(tmp_path, make_frame()), request(Measure("sum", "dose")))
+        compute_local_table(dataset, request(Measure("sum", "dose")))
     assert "must be an integer column" in assert_names(info.value, "dose")
 
 
-def test_empty_dataset(tmp_path: Path, writer) -> None:
+def test_empty_scope_is_a_table_of_zeros(tmp_path: Path, writer) -> None:
     df = make_frame().iloc[:0]
-    with pytest.raises(DataError) as info:
-        compute_local_table(writer(tmp_path, df), request(Measure("sum", "cycles")))
-    assert "dataset has no rows" in assert_names(info.value, None)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    got = compute_local_table(writer(tmp_path / "a", df), request(Measure("sum", "cycles")))
+    assert not got.values.any() and not got.rows.any()
+    everything_filtered = replace(request(), filters=(("product", ("none-such",)),))
+    got = compute_local_table(writer(tmp_path / "b", make_frame()), everything_filtered)
+    assert not got.values.any() and not got.rows.any()
+
+
+def test_contribution_bound_and_clipping_run_in_the_engine(tmp_path: Path, writer) -> None:
+    """At most k rows per person (the first ones in group-value order) and each summed
+    value clipped to the party's range, as pandas computes them."""
+    df = make_frame()
+    req = replace(request(Measure("sum", "cycles")), person_key="pseudonym",
+                  max_rows_per_person=2, clip=Clip(3, 12))
+    got = compute_local_table(writer(tmp_path, df), req)
+    bounded = (df.sort_values(["product", "line", "cycles"], kind="stable")
+               .groupby("pseudonym").head(2)
+               .assign(cycles=lambda d: d.cycles.clip(3, 12)))
+    assert len(bounded) < len(df)  # the bound does bite in this data
+    assert_equal(got, expected(bounded, req))
+    assert got.rows.sum() <= 2 * df.pseudonym.nunique()
 
 
 def test_zero_byte_csv(tmp_path: Path) -> None:
@@ -248,14 +277,18 @@ def test_query_with_where_and_semicolon(tmp_path: Path) -> None:
     assert_equal(compute_local_table(dataset, req), expected(df[df.cycles > 10], req))
 
 
-def test_sqlite_mixed_storage_in_sum_column(tmp_path: Path) -> None:
+def test_sqlite_mixed_storage_in_sum_column(tmp_path: Path, caplog) -> None:
+    """One stored value that is not an integer is left out rather than failing the job."""
     df = make_frame()
     dataset = write_sqlite(tmp_path, df)
     with sqlite3.connect(tmp_path / "warehouse.db") as con:
         con.execute("UPDATE treatments SET cycles = 2.5 WHERE rowid = 7")
     con.close()
-    with pytest.raises(DataError, match="must be an integer column"):
-        compute_local_table(dataset, request(Measure("sum", "cycles")))
+    req = request(Measure("sum", "cycles"))
+    with caplog.at_level(logging.WARNING):
+        got = compute_local_table(dataset, req)
+    assert_equal(got, expected(df.drop(index=6), req))  # rowid 7 is the 7th row
+    assert "1 rows in this job's scope are left out" in caplog.text
 
 
 def test_invalid_url_does_not_echo_it(tmp_path: Path) -> None:
@@ -288,7 +321,9 @@ def test_postgres_counts_where_the_data_lives(postgres: Postgres) -> None:
     statements = [line for line in postgres.statements().splitlines()
                   if table in line and "statement: SELECT" in line]
     assert any("GROUP BY" in line.upper() for line in statements), statements
-    assert all("GROUP BY" in line.upper() or "LIMIT" in line.upper() for line in statements)
+    # Every statement aggregates or is limited: none fetches the party's rows.
+    assert all(any(word in line.upper() for word in ("GROUP BY", "LIMIT", "SELECT COUNT("))
+               for line in statements), statements
 
 
 def test_window_and_filter_are_pushed_down(tmp_path: Path, writer) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mpc.config.spec import UseCaseSpec, load_spec, parse_spec
+from mpc.config.spec import DisclosureRules, UseCaseSpec, load_spec, parse_spec
 from mpc.report.html import write_report
 from mpc.report.table import ReleasedTable
 from tests.helpers import spec_text
@@ -196,7 +196,7 @@ def test_stricter_rules_and_zero_suppression_are_explained(tmp_path: Path) -> No
     spec = parse_spec(spec_text("strict", PARTIES, suppress_zero=True))
     raw = np.arange(spec.cells) % 30
     keep = np.array([v >= 20 for v in raw])
-    rules = spec.disclosure.with_floors(20, 3)
+    rules = spec.disclosure.with_floors(DisclosureRules(min_cell=20, min_contributors=3))
     table = ReleasedTable(spec, rules, "job-s", keep, np.where(keep, raw, 0))
     text = write_report(table, tmp_path).read_text(encoding="utf-8")
     assert "Non-zero cells below 20 are suppressed (min_cell = 20)." in text

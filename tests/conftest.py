@@ -101,18 +101,21 @@ def start_federation(root: Path, files: Mapping[str, Path], usecases: list[str],
 
 @contextmanager
 def generated_federation(root: Path, usecases: Sequence[str], *,
-                         ledger: bool = False, **generate: Any
+                         ledger: bool = False,
+                         bounds: Mapping[str, Mapping[str, Any]] | None = None, **generate: Any
                          ) -> Iterator[tuple[Harness, dict[str, pd.DataFrame]]]:
     """Generated data (OMOP at hospitals, claims at insurers, dispensing at pharmacies), a
     running federation serving `usecases` on it with the demo's bounds, and each party's
     rows as a pandas frame for the plaintext reference. `ledger`: whether the parties
-    refuse differencing (off by default: most tests ask many questions of one dataset).
-    `generate`: generate_federation's options."""
+    refuse differencing (off by default: most tests ask many questions of one dataset);
+    `bounds`: per dataset, fields that replace the demo's. `generate`: generate_federation's
+    options."""
     data = generate_federation(root / "data", **generate)
 
     def setup(dataset: str, source: dict[str, str]) -> PartySetup:
         return PartySetup({dataset: source}, usecases,
-                          bounds={dataset: demo_bounds(dataset, ledger=ledger)})
+                          bounds={dataset: demo_bounds(dataset, ledger=ledger,
+                                                       **(bounds or {}).get(dataset, {}))})
 
     setups = {h: setup("treatments", {"omop": str(f)}) for h, f in data.hospitals.items()}
     setups |= {i: setup("claims", {"path": str(f)}) for i, f in data.insurers.items()}

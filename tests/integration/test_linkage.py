@@ -43,13 +43,15 @@ min_cell = {min_cell}
 """.encode()
 
 
-def overlap_spec(parties: list[str], min_cell: int) -> bytes:
+def overlap_spec(parties: list[str], min_cell: int, indication: str = "") -> bytes:
     names = ", ".join(f'"{p}"' for p in parties)
-    return f"""name = "overlap-{len(parties)}"
+    scope = f'filter = {{ indication = ["{indication}"] }}' if indication else ""
+    return f"""name = "overlap-{indication or len(parties)}"
 kind = "overlap"
 parties = [{names}]
 [input]
 dataset = "treatments"
+{scope}
 [overlap]
 key = "pseudonym"
 pad_to = 4000
@@ -61,10 +63,11 @@ min_cell = {min_cell}
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[tuple[Harness, dict[str, pd.DataFrame]]]:
-    uses = ["linkage", "overlap-2", "overlap-3", "overlap-5"]
+    uses = ["linkage", "overlap-2", "overlap-3", "overlap-5", "overlap-NSCLC"]
+    lists = {"max_persons": 4000}  # the parties' list bound: pad_to may not be below it
     with generated_federation(tmp_path_factory.mktemp("linkage"), uses, hospitals=HOSPITALS,
-                              insurers=INSURERS, pharmacies=(), patients=3000,
-                              seed=37) as running:
+                              insurers=INSURERS, pharmacies=(), patients=3000, seed=37,
+                              bounds={"treatments": lists, "claims": lists}) as running:
         yield running
 
 
@@ -115,3 +118,19 @@ def test_overlap_equals_plaintext_counts(federation: tuple[Harness, dict], n: in
     assert hist[1:].sum() > 0, "the data has patients at several hospitals"
 
 
+
+
+def test_overlap_honours_the_input_filter(federation: tuple[Harness, dict]) -> None:
+    """Distinct persons among the rows in scope only, as pandas counts them."""
+    harness, frames = federation
+    parties = HOSPITALS[:3]
+    outcome = harness.run(overlap_spec(parties, min_cell=5, indication="NSCLC"))
+    seen = pd.concat([frames[p][frames[p].indication == "NSCLC"][["pseudonym"]]
+                      .drop_duplicates() for p in parties]).groupby("pseudonym").size()
+    everyone = pd.concat([frames[p][["pseudonym"]].drop_duplicates() for p in parties])
+    assert 0 < len(seen) < everyone.pseudonym.nunique()
+    hist = seen.value_counts().reindex(range(1, 4), fill_value=0).to_numpy()
+    keep, released = expected_release(np.append(hist, len(seen)), outcome.rules)
+    assert outcome.table is not None
+    np.testing.assert_array_equal(outcome.table.keep, keep)
+    np.testing.assert_array_equal(outcome.table.value, released)

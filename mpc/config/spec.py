@@ -11,6 +11,7 @@ from typing import Literal
 
 from mpc.config.fields import Fields, load_toml, parse_toml
 from mpc.errors import ConfigError
+from mpc.transport.validate import name_problem
 
 COORDINATOR = "coordinator"  # the recipient name that means "whoever submitted the job"
 
@@ -218,6 +219,9 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
     if kind not in KINDS:
         raise f.error("kind", f"unknown kind {kind!r} (expected {', '.join(KINDS)})")
     parties = f.str_list("parties")
+    for party in parties:
+        if name_problem(party):
+            raise f.error("parties", str(name_problem(party)))
     if len(parties) < 2:
         raise f.error("parties", "a joint computation needs at least two parties")
     if COORDINATOR in parties:

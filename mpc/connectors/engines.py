@@ -97,6 +97,21 @@ def check_columns(request: DatasetRequest, source: Source, needed: Sequence[str]
                                 column=column)
 
 
+def check_list_bound(request: DatasetRequest, source: Source, key: str,
+                     max_persons: int) -> None:
+    """Fail when the dataset holds more persons than the party's own list bound. On the
+    whole dataset, never a job's scope: every job on the dataset fails alike, whatever its
+    spec asks, so the outcome answers no question the coordinator chose."""
+    persons = source.run(f"SELECT COUNT(DISTINCT {source.quote(key)}) FROM {source.relation}"
+                         )[0][0]
+    if persons > max_persons:
+        log.warning("%s: dataset %r holds %d persons, more than its list bound %d",
+                    request.party, request.dataset, persons, max_persons)
+        raise request.error(f"holds more persons than its list bound (max_persons in "
+                            f"[datasets.{request.dataset}.bounds]); every job on it fails "
+                            "until the bound is raised", key)
+
+
 @contextmanager
 def open_source(dataset: DatasetConfig, request: DatasetRequest,
                 text_columns: Sequence[str] = ()) -> Iterator[Source]:

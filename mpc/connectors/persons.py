@@ -27,6 +27,7 @@ from mpc.connectors.engines import (
     Source,
     cell_indices,
     check_columns,
+    check_list_bound,
     open_source,
     scope_conditions,
     sql_string,
@@ -101,15 +102,7 @@ def _read(request: PersonRequest, distinct_only: bool, source: Source
     run, src, quote, as_text = source.run, source.relation, source.quote, source.as_text
     key = as_text(quote(request.key))
     if request.max_persons is not None:
-        # The whole dataset, never the job's scope: the outcome is the same for every spec.
-        persons = run(f"SELECT COUNT(DISTINCT {key}) FROM {src}")[0][0]
-        if persons > request.max_persons:
-            log.warning("%s: dataset %r holds %d persons, more than its list bound %d",
-                        request.party, request.dataset, persons, request.max_persons)
-            raise request.error("holds more persons than its list bound (max_persons in "
-                                f"[datasets.{request.dataset}.bounds]); every linkage and "
-                                "overlap job on it fails until the bound is raised",
-                                request.key)
+        check_list_bound(request, source, request.key, request.max_persons)
 
     by = [as_text(quote(column)) for column in request.by]
     fits = [f"{quote(request.key)} IS NOT NULL"]

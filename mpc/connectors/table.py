@@ -29,6 +29,7 @@ from mpc.connectors.engines import (
     Source,
     cell_indices,
     check_columns,
+    check_list_bound,
     open_source,
     scope_conditions,
     sql_string,
@@ -61,6 +62,7 @@ class TableRequest:
     filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # only rows with these values
     person_key: str | None = None  # with max_rows_per_person: who a row belongs to
     max_rows_per_person: int | None = None  # the party's contribution bound
+    max_persons: int | None = None  # the party's list bound, checked on the whole dataset
     clip: Clip | None = None  # the party's range for each summed value
 
     @classmethod
@@ -74,6 +76,7 @@ class TableRequest:
                    categories=spec.categories, measure=spec.measure, window=spec.window,
                    filters=spec.filters, person_key=bounds.person_key,
                    max_rows_per_person=bounds.max_rows_per_person,
+                   max_persons=bounds.max_persons,
                    clip=bounds.clip_of(spec.measure.column or ""))
 
     @property
@@ -115,8 +118,7 @@ def _needed_columns(request: TableRequest) -> list[str]:
     if request.window is not None:
         needed.append(request.window.column)
     needed += [column for column, _ in request.filters]
-    if request.bounded:
-        assert request.person_key is not None
+    if request.person_key is not None and (request.bounded or request.max_persons):
         needed.append(request.person_key)
     return list(dict.fromkeys(needed))
 
@@ -153,6 +155,8 @@ def _as_int(value: Any, request: TableRequest) -> int:
 def _groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[Any, ...]]:
     with open_source(dataset, request, text_columns=request.group_by) as source:
         check_columns(request, source, _needed_columns(request))
+        if request.person_key is not None and request.max_persons is not None:
+            check_list_bound(request, source, request.person_key, request.max_persons)
         if not source.run(f"SELECT 1 FROM {source.relation} LIMIT 1"):
             return []  # an empty dataset (a CSV file may then type every column as text)
         if request.measure.kind == "sum":

@@ -341,3 +341,19 @@ def test_window_and_filter_are_pushed_down(tmp_path: Path, writer) -> None:
               & df.indication.isin(["NSCLC", "SCLC"])]
     assert 0 < len(kept) < len(df)
     assert_equal(compute_local_table(dataset, req), expected(kept, req))
+
+
+def test_list_bound_fails_every_table_alike(tmp_path: Path, writer) -> None:
+    """More persons than the party's own bound: the same error whatever the scope, and no
+    count in it."""
+    df = make_frame()
+    persons = df.pseudonym.nunique()
+    dataset = writer(tmp_path, df)
+    for req in (request(), replace(request(), filters=(("product", ("olaparib",)),))):
+        bounded = replace(req, person_key="pseudonym", max_persons=persons - 1)
+        with pytest.raises(DataError) as info:
+            compute_local_table(dataset, bounded)
+        text = assert_names(info.value, "pseudonym")
+        assert "more persons than its list bound" in text and str(persons) not in text
+    at_bound = replace(request(), person_key="pseudonym", max_persons=persons)
+    assert_equal(compute_local_table(dataset, at_bound), expected(df, request()))

@@ -30,7 +30,7 @@ from mpc.proto import common_pb2, worker_pb2, worker_pb2_grpc
 from mpc.report.table import ReleasedTable, reconstruct
 from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_from_chunks
 from mpc.transport.tls import TlsIdentity, secure_channel
-from mpc.transport.validate import name_problem
+from mpc.transport.validate import head_problem, name_problem
 
 Event = worker_pb2.JobEvent
 PHASE_NAMES = {v: k.lower() for k, v in Event.Phase.items()}
@@ -234,7 +234,10 @@ class Coordinator:
                 p.release = event.release
             elif event.phase == Event.DONE:
                 p.done = True
-                p.head = event.head if event.HasField("head") else None
+                h = event.head
+                well_formed = event.HasField("head") and h.member == p.name and \
+                    head_problem(h.member, h.seq, h.hash, h.sig) is None
+                p.head = h if well_formed else None
         if COORDINATOR not in spec.recipients:
             return None
         keep, value = [], []

@@ -47,6 +47,7 @@ from mpc.protocols.agreement import agree_on_rules
 from mpc.transport.capture import recorder_from_env
 from mpc.transport.peer_mesh import PeerMesh, WireEvent
 from mpc.transport.tls import TlsIdentity
+from mpc.transport.validate import head_problem
 from mpc.worker.kinds import LocalInput, joint, local_input
 
 log = logging.getLogger(__name__)
@@ -275,8 +276,13 @@ def _exchange_heads(mesh: PeerMesh, audit: JobRecorder) -> None:
         mesh.send_object(r, [mine.member, mine.seq, mine.hash, mine.sig], "audit/head")
     heads = []
     for r in mesh.peers:
-        member, seq, digest, sig = mesh.recv_object(r, "audit/head")
+        head = mesh.recv_object(r, "audit/head")
+        if not (isinstance(head, list) and len(head) == 4 and isinstance(head[1], int)
+                and all(isinstance(x, str) for x in (head[0], head[2], head[3]))
+                and head_problem(*head) is None):
+            raise ProtocolAbort(f"party {mesh.parties[r]} sent a malformed log head")
+        member, seq, digest, sig = head
         if member != mesh.parties[r]:
-            raise ProtocolAbort(f"party {mesh.parties[r]} sent the log head of {member!r}")
+            raise ProtocolAbort(f"party {mesh.parties[r]} sent the log head of another member")
         heads.append({"member": member, "seq": seq, "hash": digest, "sig": sig})
     audit.add("peer_heads", heads=heads)

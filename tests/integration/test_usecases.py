@@ -23,8 +23,7 @@ LINKED = [u for u in ALL if load_spec(u).kind != "aggregate"]  # exact checks: t
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Harness, dict]]:
     names = [load_spec(u).name for u in ALL]
-    with generated_federation(tmp_path_factory.mktemp("usecases"), names,
-                              hospital_budget={"treatments": 5.0}, patients=2500,
+    with generated_federation(tmp_path_factory.mktemp("usecases"), names, patients=2500,
                               seed=19) as running:
         yield running
 

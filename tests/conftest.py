@@ -92,10 +92,16 @@ class Harness:
 def start_federation(root: Path, files: Mapping[str, Path], usecases: list[str],
                      env: Mapping[str, str] | None = None,
                      setups: Mapping[str, PartySetup] | None = None) -> LocalFederation:
+    """A running federation: `files` as every party's `treatments`, or `setups` as given.
+    A dataset whose setup names no bounds gets TEST_BOUNDS if it is `treatments` (the
+    generated files' shape), and no differencing check otherwise."""
     setups = dict(setups or {})
     for party, path in files.items():
-        setups.setdefault(party, PartySetup({"treatments": {"path": str(path)}}, usecases,
-                                            bounds={"treatments": TEST_BOUNDS}))
+        setups.setdefault(party, PartySetup({"treatments": {"path": str(path)}}, usecases))
+    for setup in setups.values():
+        setup.bounds = {name: setup.bounds.get(name, TEST_BOUNDS if name == "treatments"
+                                               else {"ledger": False})
+                        for name in setup.datasets}
     return LocalFederation(root, setups, env=env).start()
 
 

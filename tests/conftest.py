@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ from mpc.demo import LocalFederation, PartySetup, demo_bounds
 from mpc.runner.coordinator import Coordinator, JobOutcome
 from mpc.synth import generate_federation, generate_treatments
 from mpc.transport.tls import TlsIdentity
-from tests.helpers import treatments_from_omop
+from tests.helpers import spec_text, treatments_from_omop
 from tests.pg import Postgres, postgres_server
+from tests.tamper import AUDITED_PARTIES
 
 # Bounds of the generated `treatments` files in most tests: they ask many questions of one
 # dataset, so the differencing check is off (tests/integration/test_ledger.py and
@@ -160,3 +162,29 @@ def federation5(tmp_path_factory: pytest.TempPathFactory,
         yield Harness(fed, five_files)
     finally:
         fed.stop()
+
+
+# ---- a finished federation whose audit logs the audit and red-team tests tamper with ----
+
+@pytest.fixture(scope="session")
+def honest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A finished federation: its folder holds logs/, certs/ and federation.toml."""
+    root = tmp_path_factory.mktemp("audited")
+    files = generate_treatments(root / "data", AUDITED_PARTIES, patients_per_party=400, seed=31)
+    fed = start_federation(root / "fed", files, ["product-use", "refused-by-b"])
+    try:
+        harness = Harness(fed, files)
+        outcome = harness.run(spec_text("product-use", AUDITED_PARTIES, min_contributors=3))
+        assert outcome.table is not None and outcome.table.suppressed_cells > 0
+    finally:
+        fed.stop()
+    yield fed.root
+
+
+@pytest.fixture()
+def case(honest: Path, tmp_path: Path) -> Path:
+    """A copy of the honest logs and federation file to tamper with, without the certs
+    (an auditor elsewhere has only these); the signing keys stay with the original."""
+    shutil.copytree(honest / "logs", tmp_path / "logs")
+    shutil.copy(honest / "federation.toml", tmp_path / "federation.toml")
+    return tmp_path

@@ -9,94 +9,23 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mpc.audit.log import GENESIS, AuditLog, canonical, entry_hash, load_signing_key
-from mpc.audit.verify import verify
-from mpc.config.federation import load_federation
-from mpc.synth import generate_treatments
-from tests.conftest import Harness, start_federation
-from tests.helpers import spec_text
-
-PARTIES = ["hospital_a", "hospital_b", "hospital_c"]
-Entries = list[dict[str, Any]]
-
-
-@pytest.fixture(scope="module")
-def honest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A finished federation: its folder holds logs/, certs/ and federation.toml."""
-    root = tmp_path_factory.mktemp("audited")
-    files = generate_treatments(root / "data", PARTIES, patients_per_party=400, seed=31)
-    fed = start_federation(root / "fed", files, ["product-use", "refused-by-b"])
-    try:
-        harness = Harness(fed, files)
-        outcome = harness.run(spec_text("product-use", PARTIES, min_contributors=3))
-        assert outcome.table is not None and outcome.table.suppressed_cells > 0
-    finally:
-        fed.stop()
-    yield fed.root
-
-
-@pytest.fixture()
-def case(honest: Path, tmp_path: Path) -> Path:
-    """A copy of the honest logs and federation file to tamper with, without the certs
-    (an auditor elsewhere has only these); the signing keys stay with the original."""
-    shutil.copytree(honest / "logs", tmp_path / "logs")
-    shutil.copy(honest / "federation.toml", tmp_path / "federation.toml")
-    return tmp_path
-
-
-def run_verify(folder: Path) -> tuple[bool, list[str]]:
-    report = verify(load_federation(folder / "federation.toml"),
-                    sorted((folder / "logs").glob("*.jsonl")))
-    return report.ok, [f"{f.check}: {f.message}" for f in report.findings]
-
-
-def read(path: Path) -> Entries:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def write(path: Path, entries: Entries) -> None:
-    path.write_text("".join(canonical(e).decode() + "\n" for e in entries))
-
-
-def resign(entries: Entries, key: Ed25519PrivateKey) -> Entries:
-    """What a member holding its own key can do: rewrite its log as a consistent chain."""
-    out, prev = [], GENESIS
-    for seq, e in enumerate(entries):
-        body = {k: v for k, v in e.items() if k not in ("hash", "sig")} | {"seq": seq,
-                                                                            "prev": prev}
-        digest = entry_hash(body)
-        out.append(body | {"hash": digest,
-                           "sig": base64.b64encode(key.sign(bytes.fromhex(digest))).decode()})
-        prev = digest
-    return out
-
-
-def rewrite(case: Path, honest: Path, member: str, change: Callable[[Entries], Entries]) -> None:
-    path = case / "logs" / f"{member}.jsonl"
-    key = load_signing_key(honest / "certs" / f"{member}.sign.key")
-    write(path, resign(change(read(path)), key))
-
-
-def first(entries: Entries, event: str, **match: Any) -> dict[str, Any]:
-    return next(e for e in entries if e["event"] == event
-                and all(e.get(k) == v for k, v in match.items()))
-
-
-def assert_caught(case: Path, check: str, *phrases: str) -> None:
-    ok, findings = run_verify(case)
-    assert not ok
-    hits = [f for f in findings if f.startswith(check + ":") and all(p in f for p in phrases)]
-    assert hits, f"no {check} finding with {phrases}; got:\n" + "\n".join(findings)
+from mpc.audit.log import AuditLog
+from tests.tamper import AUDITED_PARTIES as PARTIES
+from tests.tamper import (
+    Entries,
+    assert_caught,
+    first,
+    read,
+    rewrite,
+    run_verify,
+    write,
+)
 
 
 def test_honest_logs_pass(case: Path) -> None:
@@ -255,93 +184,3 @@ def test_job_ran_although_a_policy_refused(case: Path, honest: Path) -> None:
 def test_missing_log(case: Path) -> None:
     (case / "logs" / "hospital_c.jsonl").unlink()
     assert_caught(case, "missing", "no log from hospital_c")
-
-
-# ---- the coordinator's and the dealer's logs are pinned by the parties ---------------------
-def findings_of(case: Path) -> list[Any]:
-    return verify(load_federation(case / "federation.toml"),
-                  sorted((case / "logs").glob("*.jsonl"))).findings
-
-
-def assert_named(case: Path, check: str, member: str, *phrases: str) -> None:
-    """A finding of this check that names the member and the job."""
-    job = first(read(case / "logs" / "hospital_a.jsonl"), "job_received")["job"]
-    findings = findings_of(case)
-    hits = [f for f in findings if (f.check, f.member, f.job) == (check, member, job)
-            and all(p in f.message for p in phrases)]
-    assert hits, f"no {check} finding on {member} in job {job} with {phrases}; got:\n" + \
-        "\n".join(f"{f.check} {f.member} {f.job}: {f.message}" for f in findings)
-
-
-def test_every_party_pins_the_coordinators_and_the_dealers_log(case: Path) -> None:
-    dealer = read(case / "logs" / "dealer.jsonl")
-    coordinator = read(case / "logs" / "coordinator.jsonl")
-    for party in PARTIES:
-        pins = {e["member_role"]: e["head"] for e in read(case / "logs" / f"{party}.jsonl")
-                if e["event"] == "member_head"}
-        assert sorted(pins) == ["coordinator", "dealer"]
-        left = dealer[pins["dealer"]["seq"]]  # right after the dealer logged this leave
-        assert (left["event"], left["party"], left["hash"], left["sig"]) == (
-            "party_left", party, pins["dealer"]["hash"], pins["dealer"]["sig"])
-        end = coordinator[pins["coordinator"]["seq"]]  # after its result and the job's end
-        assert (end["event"], end["hash"]) == ("job_end", pins["coordinator"]["hash"])
-
-
-def test_a_coordinator_that_resigns_its_log_without_the_job_is_caught(case: Path,
-                                                                      honest: Path) -> None:
-    def drop_the_job(entries: Entries) -> Entries:
-        return [e for e in entries if "job" not in e or e["event"] == "job_submitted"]
-
-    rewrite(case, honest, "coordinator", drop_the_job)
-    assert_named(case, "truncated", "coordinator", "coordinator's log ends at entry",
-                 "recorded its entry")
-
-
-def test_a_coordinator_that_rewrites_an_entry_of_the_job_is_caught(case: Path,
-                                                                   honest: Path) -> None:
-    def other_rules(entries: Entries) -> Entries:
-        first(entries, "job_start")["rules"]["min_cell"] = 1
-        return entries
-
-    rewrite(case, honest, "coordinator", other_rules)
-    assert_named(case, "chain", "coordinator", "is not the one", "the log was rewritten")
-
-
-def test_a_truncated_dealer_log_is_caught(case: Path) -> None:
-    path = case / "logs" / "dealer.jsonl"
-    entries = read(path)
-    last_leave = max(i for i, e in enumerate(entries) if e["event"] == "party_left")
-    write(path, entries[:last_leave])  # cut cleanly at a line boundary
-    assert_named(case, "truncated", "dealer", "dealer's log ends at entry", "recorded its entry")
-
-
-def test_a_rewritten_dealer_log_is_caught(case: Path, honest: Path) -> None:
-    def served_other(entries: Entries) -> Entries:
-        for e in entries:
-            if e["event"] == "party_left":
-                e["served"] += 1
-        return entries
-
-    rewrite(case, honest, "dealer", served_other)
-    assert_named(case, "chain", "dealer", "dealer's entry", "is not the one")
-
-
-@pytest.mark.parametrize("role", ["coordinator", "dealer"])
-def test_a_missing_pin_is_caught(case: Path, honest: Path, role: str) -> None:
-    def unpin(entries: Entries) -> Entries:
-        return [e for e in entries if not (e["event"] == "member_head"
-                                           and e["member_role"] == role)]
-
-    for party in PARTIES:
-        rewrite(case, honest, party, unpin)
-    assert_named(case, "pin", role, f"no party pinned the log head of {role}")
-
-
-def test_a_party_that_applied_other_rules_is_caught(case: Path, honest: Path) -> None:
-    def weaker(entries: Entries) -> Entries:
-        first(entries, "session_start")["rules"]["min_cell"] = 2
-        return entries
-
-    rewrite(case, honest, "hospital_c", weaker)
-    assert_caught(case, "rules", "the parties applied different rules for this job",
-                  "hospital_c: min_cell 2")

@@ -120,6 +120,8 @@ class Side:
     dataset: str
     by: tuple[str, ...]
     reduce: Reduce | None = None
+    window: Window | None = None  # only this side's rows in this period
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()  # only its rows with these values
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,15 @@ class UseCaseSpec:
     def released_size(self) -> int:
         """How many values a release holds: the cells, then the scalar if any."""
         return self.cells + (1 if self.scalar else 0)
+
+    def scope_of(self, party: str) -> tuple[Window | None,
+                                            tuple[tuple[str, tuple[str, ...]], ...]]:
+        """The window and filters applied to `party`'s rows: a linkage side's own, or the
+        job's `[input]` ones."""
+        if self.linkage is not None:
+            side = self.linkage.left if party == self.linkage.left.party else self.linkage.right
+            return side.window, side.filters
+        return self.window, self.filters
 
     def dataset_of(self, party: str) -> str:
         """The dataset `party` computes on in this job."""
@@ -336,8 +347,13 @@ def _side(table: Fields, key: str) -> Side:
             raise rule.error("keep", f"expected 'first' or 'last', got {reduce.keep!r}")
         rule.done()
     result = Side(party=side.str("party"), dataset=side.str("dataset"),
-                  by=side.str_list("by", (), non_empty=False), reduce=reduce)
+                  by=side.str_list("by", (), non_empty=False), reduce=reduce,
+                  window=_window(side), filters=_filters(side))
     side.done()
+    for column, _ in result.filters:
+        if column in result.by:
+            raise side.error("filter", f"{column!r} is a `by` column: list fewer categories "
+                                       "instead of filtering it")
     return result
 
 

@@ -58,12 +58,11 @@ def local_input(spec: UseCaseSpec, config: PartyConfig) -> LocalInput:
     if spec.linkage is not None:
         side = (spec.linkage.left if config.name == spec.linkage.left.party
                 else spec.linkage.right)
-        key, by, reduce, window, filters = spec.linkage.key, side.by, side.reduce, None, ()
-        pad_to = spec.linkage.pad_to
+        key, by, reduce, pad_to = spec.linkage.key, side.by, side.reduce, spec.linkage.pad_to
     else:
         assert spec.overlap is not None
         key, by, reduce, pad_to = spec.overlap.key, (), None, spec.overlap.pad_to
-        window, filters = spec.window, spec.filters
+    window, filters = spec.scope_of(config.name)
     categories = tuple((c, v) for c, v in spec.categories if c in by)
     request = PersonRequest(config.name, name, key, by, categories, reduce, window=window,
                             filters=filters, max_persons=dataset.bounds.max_persons)

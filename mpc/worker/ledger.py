@@ -69,9 +69,9 @@ class Release:
     @classmethod
     def of(cls, job: str, spec: UseCaseSpec, party: str, definition: str = "") -> Release:
         noise = spec.noise
+        window, filters = spec.scope_of(party)
         return cls(job=job, usecase=spec.name, dataset=spec.dataset_of(party),
-                   parties=tuple(sorted(spec.parties)), window=spec.window,
-                   filters=spec.filters,
+                   parties=tuple(sorted(spec.parties)), window=window, filters=filters,
                    query=json.dumps(query_of(spec, party), sort_keys=True,
                                     separators=(",", ":")),
                    epsilon=noise.epsilon if noise else 0.0, delta=noise.delta if noise else 0.0,

@@ -58,14 +58,14 @@ def bounds_problem(spec: UseCaseSpec, party: str, bounds: DatasetBounds) -> str 
     where = f"[datasets.{dataset}.bounds]"
     if bounds.person_key is not None and bounds.person_key in spec.group_by:
         return f"dataset {dataset!r} is never grouped by its person key {bounds.person_key!r}"
-    for column, _ in spec.filters:
+    window, filters = spec.scope_of(party)
+    for column, _ in filters:
         if column == bounds.person_key:
             return f"dataset {dataset!r} is never filtered on its person key {column!r}"
         if column not in bounds.filter_columns:
             allowed = ", ".join(bounds.filter_columns) or "none"
             return (f"dataset {dataset!r} may not be filtered on {column!r} (allowed: "
                     f"{allowed}; {where} filter_columns)")
-    window = spec.window
     if window is not None:
         if window.column not in bounds.window_columns:
             allowed = ", ".join(bounds.window_columns) or "none"

@@ -21,8 +21,8 @@ product = ["osimertinib", "durvalumab", "olaparib"]
 """
 
 
-def linkage_spec(left: str, right: str, min_cell: int) -> bytes:
-    return f"""name = "linkage"
+def linkage_spec(left: str, right: str, min_cell: int, right_scope: str = "") -> bytes:
+    return f"""name = "linkage{'-window' if right_scope else ''}"
 kind = "linkage"
 parties = ["{left}", "{right}"]
 [linkage]
@@ -38,6 +38,7 @@ party = "{right}"
 dataset = "claims"
 by = ["product"]
 reduce = {{ order_by = "claim_date", keep = "last" }}
+{right_scope}
 {CATEGORIES}[disclosure]
 min_cell = {min_cell}
 """.encode()
@@ -63,7 +64,7 @@ min_cell = {min_cell}
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[tuple[Harness, dict[str, pd.DataFrame]]]:
-    uses = ["linkage", "overlap-2", "overlap-3", "overlap-5", "overlap-NSCLC"]
+    uses = ["linkage", "linkage-window", "overlap-2", "overlap-3", "overlap-5", "overlap-NSCLC"]
     lists = {"max_persons": 4000}  # the parties' list bound: pad_to may not be below it
     with generated_federation(tmp_path_factory.mktemp("linkage"), uses, hospitals=HOSPITALS,
                               insurers=INSURERS, pharmacies=(), patients=3000, seed=37,
@@ -131,6 +132,26 @@ def test_overlap_honours_the_input_filter(federation: tuple[Harness, dict]) -> N
     assert 0 < len(seen) < everyone.pseudonym.nunique()
     hist = seen.value_counts().reindex(range(1, 4), fill_value=0).to_numpy()
     keep, released = expected_release(np.append(hist, len(seen)), outcome.rules)
+    assert outcome.table is not None
+    np.testing.assert_array_equal(outcome.table.keep, keep)
+    np.testing.assert_array_equal(outcome.table.value, released)
+
+
+def test_linkage_honours_a_sides_window(federation: tuple[Harness, dict]) -> None:
+    """The right side counts only its claims in the window, as pandas does."""
+    harness, frames = federation
+    window = 'window = { column = "claim_date", from = 2024-01-01, to = 2024-07-01 }'
+    text = linkage_spec("hospital_b", "insurer_b", min_cell=1, right_scope=window)
+    spec = parse_spec(text)
+    outcome = harness.run(text)
+    claims = frames["insurer_b"]
+    in_window = claims[(claims.claim_date >= "2024-01-01") & (claims.claim_date < "2024-07-01")]
+    assert 0 < len(in_window) < len(claims)
+    left = reduced(frames["hospital_b"], ["indication", "line"], "line", "first")
+    joined = left.merge(reduced(in_window, ["product"], "claim_date", "last"), on="pseudonym")
+    index = pd.MultiIndex.from_tuples(spec.category_rows(), names=list(spec.group_by))
+    table = joined.groupby(list(spec.group_by)).size().reindex(index, fill_value=0)
+    keep, released = expected_release(np.append(table.to_numpy(), len(joined)), outcome.rules)
     assert outcome.table is not None
     np.testing.assert_array_equal(outcome.table.keep, keep)
     np.testing.assert_array_equal(outcome.table.value, released)

@@ -65,10 +65,14 @@ def scope_conditions(source: Source, window: Window | None,
         col = source.quote(window.column)
         conditions.append(f"{col} >= {sql_string(window.start)} AND "
                           f"{col} < {sql_string(window.end)}")
-    for column, values in filters:
-        listed = ", ".join(sql_string(v) for v in values)
-        conditions.append(f"{source.as_text(source.quote(column))} IN ({listed})")
+    conditions += [in_values(source, column, values) for column, values in filters]
     return conditions
+
+
+def in_values(source: Source, column: str, values: Sequence[str]) -> str:
+    """`column`, read as text, is one of `values` (quoted literals; false for a null)."""
+    listed = ", ".join(sql_string(v) for v in values)
+    return f"{source.as_text(source.quote(column))} IN ({listed})"
 
 
 def where_clause(conditions: Sequence[str]) -> str:

@@ -28,9 +28,9 @@ from mpc.connectors.engines import (
     cell_indices,
     check_columns,
     check_list_bound,
+    in_values,
     open_source,
     scope_conditions,
-    sql_string,
     where_clause,
 )
 from mpc.errors import DataError
@@ -106,8 +106,7 @@ def _read(request: PersonRequest, distinct_only: bool, source: Source
 
     by = [as_text(quote(column)) for column in request.by]
     fits = [f"{quote(request.key)} IS NOT NULL"]
-    for expr, (_, values) in zip(by, request.categories, strict=True):
-        fits.append(f"{expr} IN ({', '.join(sql_string(v) for v in values)})")
+    fits += [in_values(source, column, values) for column, values in request.categories]
     scope = scope_conditions(source, request.window, request.filters)
     _log_left_out(request, source, scope, fits)
     where = where_clause(scope + fits)

@@ -30,9 +30,9 @@ from mpc.connectors.engines import (
     cell_indices,
     check_columns,
     check_list_bound,
+    in_values,
     open_source,
     scope_conditions,
-    sql_string,
     where_clause,
 )
 from mpc.errors import ConfigError, DataError
@@ -173,10 +173,7 @@ def _fits(request: TableRequest, source: Source) -> list[str]:
     """Conditions a row must meet to be counted at all: a listed category in every group
     column (which leaves out nulls), a person key where contributions are bounded, and an
     integer where SQLite stores values of any type in a summed column."""
-    conditions = []
-    for column, values in request.categories:
-        listed = ", ".join(sql_string(v) for v in values)
-        conditions.append(f"{source.as_text(source.quote(column))} IN ({listed})")
+    conditions = [in_values(source, column, values) for column, values in request.categories]
     if request.bounded:
         assert request.person_key is not None
         conditions.append(f"{source.quote(request.person_key)} IS NOT NULL")
@@ -246,12 +243,11 @@ def _log_left_out(request: TableRequest, source: Source) -> None:
                     "key), %d beyond max_rows_per_person", request.party, request.dataset,
                     total - counted, total - fitting, fitting - counted)
     for column, values in request.categories:
-        listed = ", ".join(sql_string(v) for v in values)
         text = source.as_text(source.quote(column))
+        outside_condition = f"{text} IS NULL OR NOT ({in_values(source, column, values)})"
         outside = [row[0] for row in source.run(
             f"SELECT DISTINCT {text} FROM {source.relation}"
-            f"{where_clause([*scope, f'{text} IS NULL OR {text} NOT IN ({listed})'])} "
-            f"LIMIT {MAX_LOGGED_VALUES}")]
+            f"{where_clause([*scope, outside_condition])} LIMIT {MAX_LOGGED_VALUES}")]
         if outside:
             log.warning("%s: dataset %r, column %r: values outside the declared categories "
                         "(left out), e.g. %s", request.party, request.dataset, column,

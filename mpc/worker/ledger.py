@@ -158,8 +158,10 @@ class Ledger:
         new = Release.of(job, spec, party, definition)
         refuse = lambda reason: PolicyRefused(party, reason)  # noqa: E731
         with self._lock:
-            for old in (*self.releases, *self._pending.values()):
-                if old.dataset != new.dataset or old.noisy or new.noisy or not bounds.ledger:
+            earlier = (*self.releases, *self._pending.values()) \
+                if bounds.ledger and not new.noisy else ()
+            for old in earlier:
+                if old.dataset != new.dataset or old.noisy:
                     continue
                 differs = old.difference(new)
                 if differs is not None and old.scope_overlaps(new):

@@ -43,9 +43,17 @@ class View:
     message: str = ""  # the failure, with the party that happened to report it first as <party>
     keep: tuple[bool, ...] = ()
     values: tuple[int, ...] = ()
-    # Released: each party's phases in order. Failed: the phases any party reached (which
-    # party's refusal arrives first is a race between equal refusals, not a data question).
+    # Released: each party's phases in order. Failed: how far the job got, as one class
+    # (which party's failure arrives first, and how far the others got before the abort
+    # reached them, is a race between processes, not a data question).
     phases: tuple[Any, ...] = ()
+
+
+BEFORE_DATA = "refused before any data was read"
+READ_DATA = "data read, nothing shared"
+SHARED = "shares exchanged"
+_SHARING = {"sharing", "computing", "disclosure", "released", "done"}
+_READING = {"local_table", "ready", "connected"}
 
 
 class Worlds:
@@ -78,8 +86,10 @@ class Worlds:
             message = failed.cause
             for party in parsed.parties:
                 message = message.replace(party, "<party>")
-            reached = sorted({phase for _, phases in self._phases() for phase in phases})
-            return View("failed", message, phases=tuple(reached))
+            reached = {phase for _, phases in self._phases() for phase in phases}
+            stage = SHARED if reached & _SHARING else READ_DATA if reached & _READING \
+                else BEFORE_DATA
+            return View("failed", message, phases=(stage,))
         table = outcome.table
         assert table is not None
         return View("released", keep=tuple(bool(k) for k in table.keep),

@@ -4,7 +4,7 @@ whether or not the target's rows exist."""
 
 from __future__ import annotations
 
-from tests.redteam.conftest import TARGET, Worlds, spec_text, with_target
+from tests.redteam.conftest import BEFORE_DATA, TARGET, Worlds, spec_text, with_target
 
 WITHOUT_OLAPARIB = {"product": ["osimertinib", "durvalumab"], "line": ["1", "2", "3+"],
                     "indication": ["NSCLC", "SCLC", "breast", "ovarian", "prostate"]}
@@ -20,7 +20,7 @@ def test_a_filter_on_one_person_is_refused_before_any_data_is_read(worlds: World
     assert a == b
     assert a.status == "failed" and "never filtered on its person key" in a.message
     # refused at approval: no party got as far as reading its data
-    assert "local_table" not in a.phases
+    assert a.phases == (BEFORE_DATA,)
 
 
 def test_rows_outside_the_categories_are_left_out_silently(worlds: Worlds) -> None:
@@ -64,4 +64,4 @@ def test_a_one_day_window_is_refused_before_any_data_is_read(worlds: Worlds) -> 
     b = worlds.view("d0", with_target(worlds.frames()), spec)
     assert a == b and a.status == "failed"
     assert "windows of at least 90 days" in a.message
-    assert "local_table" not in a.phases
+    assert a.phases == (BEFORE_DATA,)

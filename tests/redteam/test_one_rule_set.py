@@ -13,7 +13,7 @@ from mpc.errors import JobFailed
 from mpc.proto import worker_pb2
 from mpc.runner.coordinator import Coordinator
 from mpc.transport.messages import rules_to_proto
-from tests.redteam.conftest import Worlds, spec_text, with_target
+from tests.redteam.conftest import READ_DATA, Worlds, spec_text, with_target
 
 
 class SplitOrders(Coordinator):
@@ -41,10 +41,12 @@ def test_weaker_rules_to_one_party_abort_everywhere(worlds: Worlds) -> None:
     assert kept and min(kept) >= 10  # the other parties' floor held
 
     h = worlds.harness
-    attacker = SplitOrders(h.federation, h.identity, timeout_s=120, audit=h.audit)
+    attacker = SplitOrders(h.federation, h.identity,
+                           lambda party, phase, _: h.phases.append((party, phase)),
+                           timeout_s=120, audit=h.audit)
     a = worlds.view("d6", worlds.frames(), spec, coordinator=attacker)
     b = worlds.view("d6", with_target(worlds.frames(), product="osimertinib", line="3+"),
                     spec, coordinator=attacker)
     assert a == b and a.status == "failed"
     assert "was given other rules for this job" in a.message
-    assert "sharing" not in a.phases  # nothing was shared, let alone released
+    assert a.phases == (READ_DATA,)  # nothing was shared, let alone released

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint protos bench
+.PHONY: install demo test test-fast lint protos bench
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# The unit tests only: no processes, servers or network (tests/conftest.py marks them).
+test-fast: lint
+	$(BIN)/pytest -m "not integration"
 
 protos: install
 	$(BIN)/python scripts/gen_protos.py

@@ -6,11 +6,14 @@ coordinator prints `str(error)` as it is, so messages are written for people.
 
 from __future__ import annotations
 
+from enum import StrEnum
 
-class Code:
+
+class Code(StrEnum):
     """Failure codes (common.proto `Failure.code`): the one vocabulary workers, job
     processes and the coordinator share, so the coordinator can tell a root cause from a
-    failure that only echoes another party's."""
+    failure that only echoes another party's. An exception's code is its class's `code`
+    (`code_of`); the wire form is converted in mpc/transport/messages.py alone."""
 
     POLICY = "POLICY"  # a party's policy refuses the job (a job id used before, too)
     DATA = "DATA"
@@ -27,15 +30,34 @@ class Code:
     INTERNAL = "INTERNAL"
     ABORTED = "ABORTED"  # the job was aborted (an echo)
     WORKER = "WORKER"  # the coordinator's call to a worker failed
-    ECHOES = (PEER, TRANSPORT, ABORTED)
+    UNKNOWN = "UNKNOWN"  # a code from the wire this version does not know (or none)
+
+    @property
+    def echo(self) -> bool:
+        """Whether a failure of this code only echoes another party's (the root cause is
+        reported instead, if it arrives)."""
+        return self in ECHOES
+
+
+ECHOES = frozenset({Code.PEER, Code.TRANSPORT, Code.ABORTED})
+
+
+def code_of(exc: BaseException) -> Code:
+    """The failure code of an exception: its class's `code`; INTERNAL for anything that
+    is not an MpcError (a bug, not a condition this project names)."""
+    return type(exc).code if isinstance(exc, MpcError) else Code.INTERNAL
 
 
 class MpcError(Exception):
     """Base class of every error this project raises on purpose."""
 
+    code: Code = Code.INTERNAL  # unless a subclass names its condition
+
 
 class ConfigError(MpcError):
     """A config, federation or use case file is missing, malformed or inconsistent."""
+
+    code = Code.CONFIG
 
     def __init__(self, source: str, message: str, field: str | None = None) -> None:
         self.source = source
@@ -47,6 +69,8 @@ class ConfigError(MpcError):
 class PolicyRefused(MpcError):
     """A party's local policy does not allow this job."""
 
+    code = Code.POLICY
+
     def __init__(self, party: str, reason: str) -> None:
         self.party = party
         self.reason = reason
@@ -55,6 +79,8 @@ class PolicyRefused(MpcError):
 
 class DataError(MpcError):
     """A party's dataset cannot produce the table the spec asks for."""
+
+    code = Code.DATA
 
     def __init__(
         self, party: str, dataset: str, message: str, column: str | None = None
@@ -69,15 +95,20 @@ class DataError(MpcError):
 class TransportError(MpcError):
     """A channel to a peer, the dealer or a worker failed or timed out."""
 
+    code = Code.TRANSPORT
+
 
 class PeerFault(TransportError):
     """Something went wrong at or with a peer; `party` names that peer."""
 
+    code = Code.TRANSPORT
     party: str
 
 
 class PeerAbort(PeerFault):
     """A peer told us it aborted the job."""
+
+    code = Code.PEER
 
     def __init__(self, party: str, reason: str) -> None:
         self.party = party
@@ -87,6 +118,8 @@ class PeerAbort(PeerFault):
 
 class PeerUnreachable(PeerFault):
     """This party could not reach a peer's job endpoint."""
+
+    code = Code.UNREACHABLE
 
     def __init__(self, party: str, address: str, reporter: str, detail: str = "") -> None:
         self.party = party
@@ -98,6 +131,8 @@ class PeerUnreachable(PeerFault):
 class PeerLost(PeerFault):
     """An established channel to a peer broke (the peer crashed or the network failed)."""
 
+    code = Code.LOST
+
     def __init__(self, party: str, reporter: str, detail: str = "") -> None:
         self.party = party
         super().__init__(f"{reporter} lost the connection to {party}{detail}")
@@ -105,6 +140,8 @@ class PeerLost(PeerFault):
 
 class PeerSilent(PeerFault):
     """A peer sent nothing for longer than the configured peer timeout."""
+
+    code = Code.SILENT
 
     def __init__(self, party: str, reporter: str, timeout_s: float) -> None:
         self.party = party
@@ -115,21 +152,32 @@ class PeerSilent(PeerFault):
 class ProtocolAbort(MpcError):
     """The joint computation cannot continue (desync, bad message, refused operation)."""
 
+    code = Code.PROTOCOL
+
 
 class EngineError(MpcError):
     """The secure arithmetic engine was used in a way this project forbids."""
+
+    code = Code.ENGINE
 
 
 class DealerError(MpcError):
     """The dealer refused or could not serve a request."""
 
+    code = Code.DEALER
+
 
 class AuditError(MpcError):
     """An audit log cannot be written or verified."""
 
+    code = Code.INTERNAL
+
 
 class JobFailed(MpcError):
-    """A job failed; `party` names where it failed first (None: the coordinator)."""
+    """A job failed; `party` names where it failed first (None: the coordinator). The
+    coordinator's own verdict: it is reported to people, never sent as a failure."""
+
+    code = Code.INTERNAL
 
     def __init__(self, party: str | None, cause: str, job_id: str = "") -> None:
         self.party = party

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import types
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,67 @@ from tests.tamper import AUDITED_PARTIES
 TEST_BOUNDS = {"ledger": False, "person_key": "pseudonym", "max_persons": 10_000,
                "clip": {"cycles": [0, 1000]}}
 FIVE = ["hospital_a", "hospital_b", "hospital_c", "hospital_d", "hospital_e"]
+
+
+# ---- markers: `unit` (no processes, no servers) and `integration` ----------------------
+
+# Fixtures that start processes or servers: federations (workers, dealer, coordinator),
+# PostgreSQL, in-process gRPC dealers. `case` depends on `honest`, so it is caught too.
+SERVER_FIXTURES = frozenset({"postgres", "federation5", "honest", "worlds", "harness",
+                             "dealer", "audited"})
+# Names a test's own code calls to start processes or servers.
+SERVER_CALLS = frozenset({"run_local_parties", "start_federation", "generated_federation",
+                          "LocalFederation", "start_dealer", "postgres_server", "PeerMesh",
+                          "subprocess", "Popen", "multiprocessing", "chromium", "playwright"})
+INTEGRATION_FOLDERS = ("integration", "redteam")
+# Tests that start processes through a call no name above shows: blind(..., workers=2)
+# runs the spawn pool of mpc/protocols/blind.py.
+STARTS_PROCESSES = frozenset({
+    "tests/protocols/test_blind.py::test_pool_path_matches_inline_and_commutes",
+    "tests/protocols/test_blind.py::test_pool_error_names_global_position",
+})
+
+
+def _names_used(code: types.CodeType) -> set[str]:
+    """Global and attribute names a function's code (and the functions it defines) uses."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_used(const)
+    return names
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    path, tests = Path(str(item.path)), Path(__file__).parent
+    folder = path.relative_to(tests).parts[0] if path.is_relative_to(tests) else ""
+    if folder in INTEGRATION_FOLDERS or item.get_closest_marker("integration"):
+        return True
+    if item.nodeid.split("[")[0] in STARTS_PROCESSES:
+        return True
+    fixtures = set(getattr(item, "fixturenames", ()))
+    # A fixture parametrized by a server fixture's name that it then requests (the
+    # connectors' `writer` fixtures: request.getfixturevalue("postgres")); not the test's
+    # own @pytest.mark.parametrize values.
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        direct: set[str] = set()
+        for mark in item.iter_markers("parametrize"):
+            names = mark.args[0] if mark.args else mark.kwargs["argnames"]
+            direct |= ({n.strip() for n in names.split(",")} if isinstance(names, str)
+                       else set(names))
+        fixtures |= {v for k, v in callspec.params.items()
+                     if k not in direct and isinstance(v, str)}
+    if fixtures & SERVER_FIXTURES:
+        return True
+    function = getattr(item, "function", None)
+    code = getattr(function, "__code__", None)
+    return code is not None and bool(_names_used(code) & SERVER_CALLS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.integration if _starts_processes(item)
+                        else pytest.mark.unit)
 
 
 class Harness:

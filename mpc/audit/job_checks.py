@@ -7,14 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mpc.audit.events import (
-    COORDINATOR_ROLE,
-    DEALER_ROLE,
-    MEMBER_HEAD,
-    RELEASE,
-    RULES_AGREED,
-    SESSION_START,
-)
+from mpc.audit.events import COORDINATOR_ROLE, DEALER_ROLE, AuditEvent
 from mpc.audit.log import RESERVED, canonical
 from mpc.audit.model import Finding, MemberLog, Report
 from mpc.config.federation import Federation
@@ -26,10 +19,10 @@ def _closes(role: str, entry: dict[str, Any]) -> bool:
     """Whether `entry` ends a job in a log of this role: its last step, an abort, a refusal."""
     event = entry.get("event")
     if role == "party":
-        return event in ("peer_heads", "job_aborted") or (
-            event == "policy_decision" and not entry.get("approved"))
+        return event in (AuditEvent.PEER_HEADS, AuditEvent.JOB_ABORTED) or (
+            event == AuditEvent.POLICY_DECISION and not entry.get("approved"))
     if role == "coordinator":
-        return event in ("job_end", "job_aborted")
+        return event in (AuditEvent.JOB_END, AuditEvent.JOB_ABORTED)
     return True  # the dealer has no closing entry per job
 
 
@@ -41,14 +34,14 @@ class JobView:
         self.entries: dict[str, list[dict[str, Any]]] = {
             m: log.job_entries(job) for m, log in logs.items() if log.job_entries(job)}
 
-    def events(self, member: str, event: str) -> list[dict[str, Any]]:
+    def events(self, member: str, event: AuditEvent) -> list[dict[str, Any]]:
         return [e for e in self.entries.get(member, []) if e.get("event") == event]
 
-    def first(self, member: str, event: str) -> dict[str, Any] | None:
+    def first(self, member: str, event: AuditEvent) -> dict[str, Any] | None:
         found = self.events(member, event)
         return found[0] if found else None
 
-    def all(self, event: str) -> list[tuple[str, dict[str, Any]]]:
+    def all(self, event: AuditEvent) -> list[tuple[str, dict[str, Any]]]:
         return [(m, e) for m, es in self.entries.items() for e in es if e.get("event") == event]
 
 
@@ -67,8 +60,8 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
     def finding(check: str, message: str, member: str | None = None) -> None:
         report.findings.append(Finding(check, message, member, job))
 
-    submitted = [e for _, e in view.all("job_submitted")]
-    decisions = view.all("policy_decision")
+    submitted = [e for _, e in view.all(AuditEvent.JOB_SUBMITTED)]
+    decisions = view.all(AuditEvent.POLICY_DECISION)
     parties: list[str] = list(submitted[0]["parties"]) if submitted else []
     for _, d in decisions:
         parties = parties or list(d.get("parties", []))
@@ -76,14 +69,14 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
                                 and view.entries.get(m))
     recipients = (submitted[0]["recipients"] if submitted else
                   next((d["recipients"] for _, d in decisions if "recipients" in d), []))
-    ran = bool(view.all("session_start") or view.all("result"))
-    aborted = bool(view.all("job_aborted"))
-    status = "aborted" if aborted else ("completed" if view.all("job_end") else "refused"
-                                        if any(not d["approved"] for _, d in decisions)
-                                        else "incomplete")
+    ran = bool(view.all(AuditEvent.SESSION_START) or view.all(AuditEvent.RESULT))
+    aborted = bool(view.all(AuditEvent.JOB_ABORTED))
+    status = ("aborted" if aborted else "completed" if view.all(AuditEvent.JOB_END)
+              else "refused" if any(not d["approved"] for _, d in decisions)
+              else "incomplete")
 
     # Every member of the job left a log, and each log closes the job.
-    coordinators = {e["coordinator"] for _, e in view.all("job_received")}
+    coordinators = {e["coordinator"] for _, e in view.all(AuditEvent.JOB_RECEIVED)}
     expected = set(parties) | coordinators
     if ran:
         expected.add(federation.dealer.name)
@@ -100,10 +93,10 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
                                  "entry is missing", member)
 
     # All ran the same spec, and every policy approved it.
-    hashes = {(m, e["spec_sha256"]) for m, e in (*view.all("job_submitted"),
-                                                  *view.all("policy_decision"),
-                                                  *view.all("session_start"),
-                                                  *view.all("job_received"))
+    hashes = {(m, e["spec_sha256"]) for m, e in (*view.all(AuditEvent.JOB_SUBMITTED),
+                                                  *view.all(AuditEvent.POLICY_DECISION),
+                                                  *view.all(AuditEvent.SESSION_START),
+                                                  *view.all(AuditEvent.JOB_RECEIVED))
               if "spec_sha256" in e}
     if len({h for _, h in hashes}) > 1:
         detail = "; ".join(f"{m}: {h[:12]}" for m, h in sorted(hashes))
@@ -112,8 +105,8 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
         if not d["approved"] and ran:
             finding("policy", f"the job ran although {member}'s policy refused it "
                               f"({d.get('reason', 'no reason recorded')})", member)
-    for member, _ in view.all("session_start"):
-        if not any(d["approved"] for d in view.events(member, "policy_decision")):
+    for member, _ in view.all(AuditEvent.SESSION_START):
+        if not any(d["approved"] for d in view.events(member, AuditEvent.POLICY_DECISION)):
             finding("policy", f"{member} started the job without an approving policy decision",
                     member)
 
@@ -122,7 +115,7 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
     _check_releases(view, recipients, finding)
     _check_certificates(view, federation, finding)
     _check_rules(view, finding)
-    if view.all(RELEASE):
+    if view.all(AuditEvent.RELEASE):
         _check_pins(view, set(parties), coordinators, federation.dealer.name, finding)
     report.jobs.append({"job": job, "usecase": (submitted[0]["usecase"] if submitted else
                                                 next((d.get("usecase") for _, d in decisions
@@ -136,7 +129,7 @@ def _check_messages(view: JobView, logs: dict[str, MemberLog], aborted: bool,
     """Every message one party sent, its peer received, with the same digest and size."""
     sent: dict[tuple[str, str, int], dict[str, Any]] = {}
     received: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for member, e in view.all("message"):
+    for member, e in view.all(AuditEvent.MESSAGE):
         if e["dir"] == "sent":
             sent[(member, e["peer"], e["number"])] = e
         else:
@@ -162,8 +155,9 @@ def _check_messages(view: JobView, logs: dict[str, MemberLog], aborted: bool,
 def _check_dealer(view: JobView, federation: Federation, finding: Any) -> int:
     """The dealer's ledger of correlations equals every party's."""
     dealer = federation.dealer.name
-    served = [[e["request"], e["op"], e["shape"]] for e in view.events(dealer, "correlation")]
-    for member, e in view.all("dealer_ledger"):
+    served = [[e["request"], e["op"], e["shape"]]
+              for e in view.events(dealer, AuditEvent.CORRELATION)]
+    for member, e in view.all(AuditEvent.DEALER_LEDGER):
         if dealer in view.entries and e["requests"] != served:
             diff = next((i for i, (a, b) in enumerate(zip(e["requests"], served, strict=False))
                          if a != b), min(len(e["requests"]), len(served)))
@@ -176,20 +170,20 @@ def _check_dealer(view: JobView, federation: Federation, finding: Any) -> int:
 def _check_releases(view: JobView, recipients: list[str], finding: Any) -> None:
     """Releases only to recipients; what openers sent is what recipients received; every
     released cell within the rules the parties approved."""
-    for member, e in view.all("release"):
+    for member, e in view.all(AuditEvent.RELEASE):
         if e["recipient"] not in recipients:
             finding("recipients", f"{member} released the result to {e['recipient']}, which "
                                   "is not a recipient of this job", member)
-    received = {e["party"]: e["digests"] for _, e in view.all("release_received")}
-    for member, e in view.all("release"):
+    received = {e["party"]: e["digests"] for _, e in view.all(AuditEvent.RELEASE_RECEIVED)}
+    for member, e in view.all(AuditEvent.RELEASE):
         if e["recipient"] == COORDINATOR and member in received and \
                 received[member] != e.get("digests"):
             finding("result", f"what {member} released and what the coordinator received "
                               "differ (digests)", member)
-    approved = [DisclosureRules(**d["rules"]) for _, d in view.all("policy_decision")
+    approved = [DisclosureRules(**d["rules"]) for _, d in view.all(AuditEvent.POLICY_DECISION)
                 if d["approved"] and "rules" in d]
     digests = set()
-    for member, e in view.all("result"):
+    for member, e in view.all(AuditEvent.RESULT):
         if member not in recipients and not (e.get("role") == "coordinator"
                                              and COORDINATOR in recipients):
             finding("recipients", f"{member} recorded the result but is not a recipient",
@@ -220,7 +214,7 @@ def _check_releases(view: JobView, recipients: list[str], finding: Any) -> None:
 
 def _check_certificates(view: JobView, federation: Federation, finding: Any) -> None:
     members = federation.members()
-    for member, e in view.all("session_start"):
+    for member, e in view.all(AuditEvent.SESSION_START):
         for party, fingerprint in e.get("certificates", {}).items():
             registered = members[party].cert_sha256 if party in members else None
             if registered and fingerprint != registered:
@@ -236,12 +230,12 @@ def _check_rules(view: JobView, finding: Any) -> None:
             detail = "; ".join(f"{m}: {_short(v)}" for m, v in sorted(held.items()))
             finding("rules", f"the parties applied different {what} for this job ({detail})")
 
-    starts = view.all(SESSION_START)
+    starts = view.all(AuditEvent.SESSION_START)
     differ("rules", {m: e.get("rules") for m, e in starts})
     differ("agreed rules digests", {m: e["rules_sha256"] for m, e in starts
                                     if "rules_sha256" in e})
     differ("agreed rules", {m: {k: v for k, v in e.items() if k not in RESERVED | {"job"}}
-                            for m, e in view.all(RULES_AGREED)})
+                            for m, e in view.all(AuditEvent.RULES_AGREED)})
 
 
 def _short(value: Any) -> str:
@@ -257,7 +251,7 @@ def _check_pins(view: JobView, parties: set[str], coordinators: set[str], dealer
     (handed over after its release and end entries) and of the dealer's (handed over with
     each leave). Whether the pinned entries are still in those logs as pinned is checked
     with every other recorded head (verify._check_heads)."""
-    pins = [(m, e) for m, e in view.all(MEMBER_HEAD) if m in parties]
+    pins = [(m, e) for m, e in view.all(AuditEvent.MEMBER_HEAD) if m in parties]
     for role, names in ((COORDINATOR_ROLE, coordinators), (DEALER_ROLE, {dealer})):
         mine = [(m, e) for m, e in pins if e.get("member_role") == role]
         pinned = set()

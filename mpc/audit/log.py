@@ -28,6 +28,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mpc.audit.events import AuditEvent, check_fields
 from mpc.config.keys import read_private_key
 from mpc.errors import AuditError
 
@@ -136,14 +137,22 @@ class AuditLog:
     def open(cls, path: Path, signing_key_path: Path, member: str, role: str) -> AuditLog:
         return cls(path, load_signing_key(signing_key_path), member, role)
 
-    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+    def append(self, event: AuditEvent, **fields: Any) -> dict[str, Any]:
         return self.append_many([(event, fields)])[-1]
 
-    def append_many(self, events: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Append entries as one batch: one lock, one write, one fsync."""
+    def append_many(self, events: Iterable[tuple[AuditEvent, dict[str, Any]]]
+                    ) -> list[dict[str, Any]]:
+        """Append entries as one batch: one lock, one write, one fsync. An entry with a field
+        of the log's own, or without a field its event requires, is refused (AuditError)
+        before anything of the batch is written."""
         events = list(events)
         if not events:
             return []
+        for event, fields in events:
+            if RESERVED & fields.keys():
+                raise AuditError(f"audit fields {sorted(RESERVED & fields.keys())} "
+                                 "are the log's own")
+            check_fields(event, fields)
         with self._lock, open(self.path, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)  # other processes of this member append too
             try:
@@ -152,11 +161,8 @@ class AuditLog:
                 if fh.seek(0, os.SEEK_END) and not _ends_with_newline(fh):
                     lines.append(b"\n")  # end a torn line (a crash mid-write) where it is
                 for event, fields in events:
-                    if RESERVED & fields.keys():
-                        raise AuditError(f"audit fields {sorted(RESERVED & fields.keys())} "
-                                         "are the log's own")
                     body = {"seq": seq, "time": round(time.time(), 6), "member": self.member,
-                            "role": self.role, "event": event, "prev": prev, **fields}
+                            "role": self.role, "event": str(event), "prev": prev, **fields}
                     digest = entry_hash(body)
                     sig = base64.b64encode(self._key.sign(bytes.fromhex(digest))).decode()
                     entry = {**body, "hash": digest, "sig": sig}

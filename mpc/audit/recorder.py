@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mpc.audit.digests import commit, message_digest
+from mpc.audit.events import AuditEvent, check_fields
 from mpc.audit.log import AuditLog, Head
 from mpc.transport.peer_mesh import WireEvent
 
@@ -26,12 +27,16 @@ class JobRecorder:
         self.log = log
         self.job_id = job_id
         self.party = party
-        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._pending: list[tuple[AuditEvent, dict[str, Any]]] = []
         self._lock = threading.Lock()
 
-    def add(self, event: str, **fields: Any) -> None:
+    def add(self, event: AuditEvent, **fields: Any) -> None:
+        """Buffer an entry of this job; refused at once (AuditError) if it lacks a field its
+        event requires, not later at the flush."""
+        fields = {"job": self.job_id, **fields}
+        check_fields(event, fields)
         with self._lock:
-            self._pending.append((event, {"job": self.job_id, **fields}))
+            self._pending.append((event, fields))
             full = len(self._pending) >= BATCH
         if full:
             self.flush()
@@ -45,7 +50,7 @@ class JobRecorder:
         """Mesh observer: one entry per message, with its salted digest, never its bytes."""
         sender, receiver = ((self.party, event.peer) if event.direction == "sent"
                             else (event.peer, self.party))
-        self.add("message", dir=event.direction, peer=event.peer, tag=event.tag,
+        self.add(AuditEvent.MESSAGE, dir=event.direction, peer=event.peer, tag=event.tag,
                  number=event.seq, size=len(event.payload),
                  digest=message_digest(self.job_id, sender, receiver, event.seq, event.nonce,
                                        event.payload))
@@ -58,7 +63,7 @@ class JobRecorder:
         commitment to an auditor without the log ever holding anything guessable."""
         table_digest, table_salt = commit("input-table", table_bytes)
         query_digest, query_salt = commit("input-query", dataset_definition.encode())
-        self.add("input_commitment", table=table_digest, query=query_digest)
+        self.add(AuditEvent.INPUT_COMMITMENT, table=table_digest, query=query_digest)
         fd = os.open(openings, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(fd, "a") as fh:
             fh.write(json.dumps({"job": self.job_id, "table_salt": table_salt.hex(),

@@ -24,7 +24,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mpc.audit.events import MEMBER_HEAD, PARTY_HEADS, PEER_HEADS
+from mpc.audit.events import AuditEvent
 from mpc.audit.job_checks import check_jobs
 from mpc.audit.log import GENESIS, entry_hash
 from mpc.audit.model import Finding, MemberLog, Report
@@ -150,10 +150,10 @@ def _check_chain(log: MemberLog, key: Ed25519PublicKey, report: Report) -> None:
 def _recorded_heads(entry: dict[str, Any]) -> list[Any]:
     """The heads of other members' logs that an entry records, if any."""
     event = entry.get("event")
-    if event in (PEER_HEADS, PARTY_HEADS):
+    if event in (AuditEvent.PEER_HEADS, AuditEvent.PARTY_HEADS):
         heads = entry.get("heads", [])
         return heads if isinstance(heads, list) else [heads]
-    return [entry.get("head")] if event == MEMBER_HEAD else []
+    return [entry.get("head")] if event == AuditEvent.MEMBER_HEAD else []
 
 
 def _head_ok(head: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from mpc.report.html import measure_words
+from mpc.kinds import kind_of
 from mpc.report.table import ReleasedTable
 
 MAX_ROWS = 200
@@ -13,15 +13,16 @@ MAX_ROWS = 200
 
 def print_released(table: ReleasedTable, console: Console) -> None:
     spec = table.spec
+    kind = kind_of(spec.job)
     contributors = (f", min_contributors {table.rules.min_contributors}"
-                    if spec.kind == "aggregate" else "")
+                    if kind.takes_contributor_rule else "")
     rules = (f"min_cell {table.rules.min_cell}{contributors}, suppress_zero "
              f"{str(table.rules.suppress_zero).lower()}")
     if spec.noise is not None:
         rules = (f"{spec.noise.mechanism} noise, epsilon {spec.noise.epsilon:g}; 95% of true "
                  f"values within ± {table.interval}; min_cell {table.rules.min_cell}")
-    what = str(spec.measure) if spec.kind == "aggregate" else measure_words(spec)
-    rich_table = Table(title=f"{spec.name}: {what} by {', '.join(spec.group_by)}",
+    title = f"{spec.name}: {kind.terminal_title(spec)} by {', '.join(spec.group_by)}"
+    rich_table = Table(title=title,
                        caption=f"suppressed: {table.suppressed_cells} of {spec.cells} cells "
                                f"({rules})")
     for column in spec.group_by:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import typer
 
+from mpc.audit.events import AuditEvent
 from mpc.audit.log import AuditLog
 from mpc.errors import MpcError
 from mpc.transport.tls import TlsIdentity
@@ -34,12 +35,12 @@ def run_service(load: Callable[[], Any], role: str, label: str, start: Starter,
     except MpcError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    audit.append("service_start", listen=cfg.listen, cert_sha256=identity.fingerprint)
+    audit.append(AuditEvent.SERVICE_START, listen=cfg.listen, cert_sha256=identity.fingerprint)
     logging.info("%s %s listening on %s%s", label, cfg.name, cfg.listen, description)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     logging.info("shutting down")
-    audit.append("service_stop")
+    audit.append(AuditEvent.SERVICE_STOP)
     server.stop(grace=5).wait()

@@ -72,9 +72,10 @@ class TableRequest:
             raise ConfigError(spec.source, f"{party!r} is not a party of this use case",
                               field="parties")
         bounds = bounds or DatasetBounds()
-        return cls(party=party, dataset=spec.dataset, group_by=spec.group_by,
-                   categories=spec.categories, measure=spec.measure, window=spec.window,
-                   filters=spec.filters, person_key=bounds.person_key,
+        window, filters = spec.scope_of(party)
+        return cls(party=party, dataset=spec.dataset_of(party), group_by=spec.group_by,
+                   categories=spec.categories, measure=spec.measure, window=window,
+                   filters=filters, person_key=bounds.person_key,
                    max_rows_per_person=bounds.max_rows_per_person,
                    max_persons=bounds.max_persons,
                    clip=bounds.clip_of(spec.measure.column or ""))

@@ -22,26 +22,22 @@ from typing import Any
 
 import grpc
 
-from mpc.audit.events import (
-    JOB_JOINED_FIRST,
-    JOIN_REFUSED,
-    PARTY_JOINED,
-    PARTY_LEFT,
-)
+from mpc.audit.events import AuditEvent
 from mpc.audit.log import AuditLog, iter_entries
+from mpc.config.scope import MAX_PAD
 from mpc.engine.correlations import Request, correction, party_stream
 from mpc.engine.dealer_client import request_from_proto
 from mpc.engine.rng import KeyStream, new_seed
+from mpc.kinds import DEALER_PARTS
 from mpc.proto import common_pb2, dealer_pb2, dealer_pb2_grpc
 from mpc.protocols.blind import POINT_BYTES
-from mpc.protocols.linking import link_outcome, split_into_shares, venn_histogram
 from mpc.transport.messages import tensor_chunks
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
 from mpc.transport.validate import job_id_problem, name_problem, sha256_problem
 
 log = logging.getLogger(__name__)
 MAX_PARTIES = 64
-MAX_POINTS = 10_000_000
+MAX_POINTS = MAX_PAD  # the largest list a party may hand over
 
 
 @dataclass
@@ -55,7 +51,7 @@ class DealerJob:
     left: set[int] = field(default_factory=set)
     created: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # linkage and overlap: the lists received, the public parameters, the outcome
+    # kinds with a dealer part: the lists received, the public parameters, the outcome
     lists: dict[str, bytes] = field(default_factory=dict)
     link_params: tuple[tuple[int, ...], int] | None = None
     outcome: Any = None
@@ -76,10 +72,10 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
         # Every job id ever joined, from this dealer's own log: never served afresh.
         self._seen: set[str] = set() if audit is None else {
             e["job"] for e in iter_entries(audit.path)
-            if e.get("event") == JOB_JOINED_FIRST and isinstance(e.get("job"), str)}
+            if e.get("event") == AuditEvent.JOB_JOINED_FIRST and isinstance(e.get("job"), str)}
         self._lock = threading.Lock()
 
-    def _audit(self, event: str, **fields: object) -> dict[str, Any] | None:
+    def _audit(self, event: AuditEvent, **fields: object) -> dict[str, Any] | None:
         if self.audit is None:
             return None
         return self.audit.append(event, **fields)
@@ -119,7 +115,7 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                            "each party joins a job once")
             if refusal:
                 log.warning("refused a join of %s: %s", peer.name, refusal)
-                self._audit(JOIN_REFUSED, job=job_id, party=peer.name, rank=request.rank,
+                self._audit(AuditEvent.JOIN_REFUSED, job=job_id, party=peer.name, rank=request.rank,
                             reason=refusal)
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
             if job is None and len(self._jobs) >= self.max_jobs:
@@ -130,7 +126,7 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                 job = DealerJob(parties, request.spec_sha256, seeds,
                                 [party_stream(s, job_id, r) for r, s in enumerate(seeds)])
                 # Logged before any seed leaves: after a crash the id still counts as used.
-                self._audit(JOB_JOINED_FIRST, job=job_id, parties=list(parties),
+                self._audit(AuditEvent.JOB_JOINED_FIRST, job=job_id, parties=list(parties),
                             spec_sha256=request.spec_sha256)
                 self._seen.add(job_id)
                 self._jobs[job_id] = job
@@ -139,7 +135,7 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                               f"{peer.name} joined job {job_id} with a different party "
                               "list or spec than the other parties")
             job.joined.add(request.rank)
-            self._audit(PARTY_JOINED, job=job_id, party=peer.name, rank=request.rank)
+            self._audit(AuditEvent.PARTY_JOINED, job=job_id, party=peer.name, rank=request.rank)
         return dealer_pb2.JoinReply(seed=job.seeds[request.rank])
 
     def Correlation(self, request: dealer_pb2.CorrelationRequest,
@@ -164,7 +160,7 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                                   f"request {req.seq} differs from the one already served")
             elif req.seq == served:
                 job.served.append(req)
-                self._audit("correlation", job=request.job_id, request=req.seq, op=req.op,
+                self._audit(AuditEvent.CORRELATION, job=request.job_id, request=req.seq, op=req.op,
                             shape=list(req.output_size()))
             else:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -183,7 +179,7 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                 context.abort(grpc.StatusCode.PERMISSION_DENIED,
                               f"{peer.name} is not rank {request.rank} of this job")
             job.left.add(request.rank)
-            entry = self._audit(PARTY_LEFT, job=request.job_id, party=peer.name,
+            entry = self._audit(AuditEvent.PARTY_LEFT, job=request.job_id, party=peer.name,
                                 requests=request.requests, served=len(job.served))
             if len(job.left) == len(job.parties):
                 del self._jobs[request.job_id]  # erase the job's seeds
@@ -207,11 +203,10 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
 
     @staticmethod
     def expected_list(job: DealerJob, rank: int, name: str) -> bool:
-        """Which party hands over which list: the one that applied the last key."""
+        """Which party hands over which list: the one that applied the last key (each
+        kind's dealer part says which)."""
         n = len(job.parties)
-        if name in ("left", "right"):
-            return n == 2 and rank == (1 if name == "left" else 0)
-        return name == f"origin:{(rank + 1) % n}"
+        return any(part.hands_over(n, rank, name) for part, _ in DEALER_PARTS.values())
 
     def SubmitPoints(self, request_iterator: Iterator[dealer_pb2.PointsChunk],
                      context: grpc.ServicerContext) -> dealer_pb2.SubmitReply:  # noqa: N802
@@ -239,29 +234,28 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                 context.abort(grpc.StatusCode.ALREADY_EXISTS, f"list {first.list} is in")
             job.lists[first.list] = b"".join(parts)
             job.arrived.notify_all()
-        self._audit("points_received", job=first.job_id, list=first.list, count=first.count)
+        self._audit(AuditEvent.POINTS_RECEIVED, job=first.job_id, list=first.list,
+                    count=first.count)
         return dealer_pb2.SubmitReply()
 
     def FetchOutcome(self, request: dealer_pb2.FetchRequest, context: grpc.ServicerContext
                      ) -> Iterator[common_pb2.Tensor]:  # noqa: N802
         job = self._party_job(context, request.job_id, request.rank)
         n = len(job.parties)
-        linkage = request.part in ("shares", "positions", "corrections")
-        if not linkage and request.part != "counts":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown part {request.part!r}")
+        if request.part not in DEALER_PARTS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown part {request.part[:40]!r}")
+        dealer_part, index = DEALER_PARTS[request.part]
         params = (tuple(request.widths), request.pad_to)
-        if linkage and (n != 2 or len(params[0]) != 2 or not all(0 < w <= 4096 for w in
-                                                                  params[0])
-                        or not 0 < request.pad_to <= MAX_POINTS):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed linkage parameters")
-        wanted = {"left", "right"} if linkage else {f"origin:{r}" for r in range(n)}
+        problem = dealer_part.params_problem(n, *params)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        wanted = dealer_part.wanted(n)
         with job.arrived:
-            if linkage:
-                if job.link_params is None:
-                    job.link_params = params
-                elif job.link_params != params:
-                    context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                  "the parties disagree on the linkage parameters")
+            if job.link_params is None:
+                job.link_params = params
+            elif job.link_params != params:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              "the parties disagree on the list parameters")
             # (once the outcome is computed the lists are dropped)
             if not job.arrived.wait_for(
                     lambda: job.outcome is not None or wanted <= job.lists.keys(),
@@ -271,28 +265,13 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                               f"lists {', '.join(missing)} never arrived")
             if job.outcome is None:
                 try:
-                    job.outcome = self._outcome(request.job_id, job, linkage)
+                    job.outcome = dealer_part.outcome(request.job_id, job.seeds, job.lists,
+                                                      *params)
                 except ValueError as exc:
                     context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        part = job.outcome[request.rank]
-        index = {"shares": 0, "positions": 1, "corrections": 2, "counts": 0}[request.part]
-        yield from tensor_chunks(part[index])
-
-    def _outcome(self, job_id: str, job: DealerJob, linkage: bool) -> Any:
-        if linkage:
-            assert job.link_params is not None
-            widths, pad_to = job.link_params
-            for name in ("left", "right"):
-                if len(job.lists[name]) != pad_to * POINT_BYTES:
-                    raise ValueError(f"list {name} is not padded to {pad_to}")
-            outcome = link_outcome(job_id, job.seeds, pad_to, (widths[0], widths[1]),
-                                   job.lists["left"], job.lists["right"])
-        else:
-            counts = venn_histogram([job.lists[f"origin:{r}"] for r in range(len(job.parties))])
-            outcome = [[share] for share in split_into_shares(counts, len(job.parties))]
-        self._audit("link_outcome", job=job_id, lists=sorted(job.lists))
-        job.lists.clear()  # the points are not needed any more
-        return outcome
+                self._audit(AuditEvent.LINK_OUTCOME, job=request.job_id, lists=sorted(job.lists))
+                job.lists.clear()  # the points are not needed any more
+        yield from tensor_chunks(job.outcome[request.rank][index])
 
     def active_jobs(self) -> int:
         return len(self._jobs)

@@ -5,18 +5,22 @@ CrypTen uses for every opening (about 48 rounds for a comparison), takes one
 round of all-to-all messages for small tensors and, for large ones, a
 reduce-scatter plus all-gather (two rounds, each party sending 2(N-1)/N of the
 tensor instead of N-1 copies of it).
+
+CrypTen asks its communicator class for *the* instance; ours answers with the calling
+thread's (see crypten_compat, 5.), so sessions on different threads never share one.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
 from torch.distributed import ReduceOp
 
+from mpc.engine.channels import Mesh
 from mpc.engine.crypten_compat import load_crypten
 from mpc.errors import EngineError, ProtocolAbort
-from mpc.transport.peer_mesh import PeerMesh
 
 load_crypten()
 from crypten.communicator.communicator import Communicator, _logging  # noqa: E402
@@ -63,12 +67,16 @@ class _PendingRecv:
         return self._done
 
 
+class _ThreadState(threading.local):
+    instance: GrpcCommunicator | None = None
+    pending_mesh: Mesh | None = None  # set by the engine session before crypten.init()
+
+
 class GrpcCommunicator(Communicator):
     BYTES_PER_ELEMENT = 8
-    instance: GrpcCommunicator | None = None
-    pending_mesh: PeerMesh | None = None  # set by the engine session before crypten.init()
+    _state = _ThreadState()
 
-    def __init__(self, mesh: PeerMesh) -> None:
+    def __init__(self, mesh: Mesh) -> None:
         self.mesh = mesh
         self.rank = mesh.rank
         self.world_size = len(mesh.parties)
@@ -76,26 +84,32 @@ class GrpcCommunicator(Communicator):
         self.ttp_initialized = False
         self.reset_communication_stats()
 
-    # ---- life cycle (called by crypten.init / crypten.uninit) ------------------------------
+    # ---- life cycle (called by crypten.init / crypten.uninit, on the session's thread) ------
+    @classmethod
+    def prepare(cls, mesh: Mesh | None) -> None:
+        """The mesh the next crypten.init() on this thread runs over (None: forget it)."""
+        cls._state.pending_mesh = mesh
+
     @classmethod
     def is_initialized(cls) -> bool:
-        return cls.instance is not None
+        return cls._state.instance is not None
 
     @classmethod
     def get(cls) -> GrpcCommunicator | None:
-        return cls.instance
+        return cls._state.instance
 
     @classmethod
     def initialize(cls, rank: int = 0, world_size: int = 1, init_ttp: bool = False) -> None:
         if init_ttp:
             raise EngineError("CrypTen's TTP process is not used: the dealer serves tuples")
-        if cls.pending_mesh is None:
+        mesh = cls._state.pending_mesh
+        if mesh is None:
             raise EngineError("crypten.init() called outside a job session")
-        cls.instance = cls(cls.pending_mesh)
+        cls._state.instance = cls(mesh)
 
     @classmethod
     def shutdown(cls) -> None:
-        cls.instance = None
+        cls._state.instance = None
 
     # ---- point to point -------------------------------------------------------------------
     def _check_peer(self, rank: int | None) -> int:

@@ -14,14 +14,33 @@
    (called by `crypten.init()`) is replaced by our seed exchange.
 4. Providers: the tuple provider registry is a module-private dict; ours is added
    and the built-in ones are refused unless a unit test explicitly allows them.
+5. Process-global state: CrypTen keeps its communicator, its generators
+   (`crypten.generators`), the provider and `_setup_prng` in module or class globals.
+   Each patched hook finds the *calling thread's* session instead (`bind`/`current`):
+   the communicator instance (communicator.py), the four streams behind
+   `crypten.generators`, the provider, the PRNG set-up and whether built-in providers are
+   allowed. A job process runs one session on one thread, where this is exactly the
+   process-global behaviour; several sessions can run as threads of one process
+   (mpc.testing.inprocess) without sharing anything. CrypTen's own thread mode
+   (InProcessCommunicator) makes only the communicator thread-local and shares the
+   generators between threads, which breaks pseudo-random zero sharings; it is not used.
+6. Autograd: every CrypTensor operation toggles the class attribute
+   `CrypTensor.AUTOGRAD_ENABLED` (no_grad() around the call), which threads would race on
+   and could leave off. `parties_as_threads()` turns it off for the duration (the path
+   CrypTen takes anyway for tensors without requires_grad). CrypTen functions that change
+   `crypten.cfg` temporarily (max, exp, log, reciprocal, sqrt: cfg.temp_override) are not
+   safe in threads; MpcContext/Secret use none of them.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -42,6 +61,7 @@ RNG_BINDINGS = (
 
 _crypten: Any = None
 _installed = False
+_install_lock = threading.Lock()
 
 
 def load_crypten() -> Any:
@@ -67,10 +87,69 @@ def load_crypten() -> Any:
     return crypten
 
 
-class StreamSource:
-    """Where the patched rng functions find their streams (set per job by the session)."""
+@dataclass
+class Binding:
+    """One session's answers to CrypTen's global look-ups, for the thread that runs it."""
 
-    local: Any = None  # the party's private SequentialStream
+    provider: Any
+    setup_prng: Callable[[], None]
+    allow_builtin_providers: bool = False
+    streams: dict[str, Any] = field(default_factory=dict)  # prev, next, local, global
+
+
+_thread = threading.local()
+
+
+def bind(binding: Binding) -> None:
+    """Make `binding` what CrypTen's hooks find on the calling thread."""
+    if current() is not None:
+        raise EngineError("a CrypTen session is already running on this thread")
+    _thread.binding = binding
+
+
+def unbind() -> None:
+    _thread.binding = None
+
+
+def current() -> Binding | None:
+    binding: Binding | None = getattr(_thread, "binding", None)
+    return binding
+
+
+class ThreadStreams(MutableMapping[Any, Any]):
+    """Stands in for one of `crypten.generators`' per-device dicts: the calling thread's
+    session stream under the CPU device, nothing elsewhere."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def _streams(self) -> dict[str, Any]:
+        binding = current()
+        return binding.streams if binding is not None else {}
+
+    def __getitem__(self, device: Any) -> Any:
+        stream = self._streams().get(self.key)
+        if stream is None or torch.device(device).type != "cpu":
+            raise KeyError(device)
+        return stream
+
+    def __setitem__(self, device: Any, stream: Any) -> None:
+        if torch.device(device).type != "cpu":
+            raise EngineError("only CPU tensors are supported")
+        binding = current()
+        if binding is None:
+            raise EngineError("CrypTen's generators are set outside a job session")
+        binding.streams[self.key] = stream
+
+    def __delitem__(self, device: Any) -> None:
+        self[device]  # noqa: B018 (raises KeyError when absent)
+        del self._streams()[self.key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([torch.device("cpu")] if self.key in self._streams() else [])
+
+    def __len__(self) -> int:
+        return 1 if self.key in self._streams() else 0
 
 
 def _stream_for(generator: Any, device: Any) -> Any:
@@ -79,7 +158,8 @@ def _stream_for(generator: Any, device: Any) -> Any:
     if device is not None and torch.device(device).type != "cpu":
         raise EngineError("only CPU tensors are supported")
     if generator is None:
-        generator = StreamSource.local
+        binding = current()
+        generator = binding.streams.get("local") if binding is not None else None
         if generator is None:
             raise EngineError("CrypTen drew randomness outside a job session")
     if not isinstance(generator, SequentialStream):
@@ -109,11 +189,26 @@ def _size(size: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in size)
 
 
-def install(communicator_cls: type, provider: Any, setup_prng: Callable[[], None],
-            allow_builtin_providers: bool = False) -> None:
-    """Point CrypTen at our communicator, provider and randomness (idempotent)."""
-    global _installed
+def _setup_prng() -> None:
+    """crypten._setup_prng, called by crypten.init(): the calling thread's session's."""
+    binding = current()
+    if binding is None:
+        raise EngineError("crypten.init() called outside a job session")
+    binding.setup_prng()
+
+
+def install(communicator_cls: type) -> None:
+    """Point CrypTen at our communicator, provider hooks and randomness (patched once a
+    process; what each hook finds is the calling thread's Binding), and at the dealer."""
     crypten = load_crypten()
+    crypten.cfg.mpc.provider = PROVIDER_NAME
+    with _install_lock:
+        if not _installed:
+            _patch(crypten, communicator_cls)
+
+
+def _patch(crypten: Any, communicator_cls: type) -> None:
+    global _installed
     import crypten.communicator as comm
     import crypten.mpc as cmpc
 
@@ -123,13 +218,19 @@ def install(communicator_cls: type, provider: Any, setup_prng: Callable[[], None
         for fn in _RNG_FUNCTIONS:
             if hasattr(module, fn):
                 setattr(module, fn, globals()[fn])
-    crypten._setup_prng = setup_prng
+    crypten._setup_prng = _setup_prng
+    for key in list(crypten.generators):
+        crypten.generators[key] = ThreadStreams(key)
     registry = cmpc.__dict__["__SUPPORTED_PROVIDERS"]
-    registry[PROVIDER_NAME] = provider
 
     def get_default_provider() -> Any:
         name = crypten.cfg.mpc.provider
-        if name != PROVIDER_NAME and not allow_builtin_providers:
+        binding = current()
+        if name == PROVIDER_NAME:
+            if binding is None:
+                raise EngineError("no job session: the dealer provider is not bound")
+            return binding.provider
+        if binding is None or not binding.allow_builtin_providers:
             raise EngineError(
                 f"CrypTen's {name} provider is refused: correlated randomness comes from the "
                 "dealer (TrustedFirstParty would let party 0 learn every triple)"
@@ -137,8 +238,22 @@ def install(communicator_cls: type, provider: Any, setup_prng: Callable[[], None
         return registry[name]
 
     cmpc.get_default_provider = get_default_provider
-    crypten.cfg.mpc.provider = PROVIDER_NAME
     _installed = True
+
+
+@contextmanager
+def parties_as_threads() -> Iterator[None]:
+    """While several sessions run as threads of this process: CrypTen's autograd switch
+    off (see 6. above), restored afterwards."""
+    load_crypten()
+    from crypten.cryptensor import CrypTensor
+
+    prior = CrypTensor.AUTOGRAD_ENABLED
+    CrypTensor.set_grad_enabled(False)
+    try:
+        yield
+    finally:
+        CrypTensor.set_grad_enabled(prior)
 
 
 def stray_rng_bindings() -> list[str]:

@@ -7,6 +7,9 @@ with the block counter starting at zero, so draw i of a stream is a pure functio
 of (key, i) rather than of some mutable generator state: the dealer and a party
 compute the same draw independently, and a retried request gets the same bytes.
 torch.Generator (Mersenne Twister) is never used.
+
+Shuffles (linkage lists, the dealer's pairs) use numpy's samplers over randomgen's
+ChaCha20 bit generator under a fresh 256-bit key: `chacha_generator`, `random_permutation`.
 """
 
 from __future__ import annotations
@@ -104,3 +107,21 @@ class SequentialStream:
 
     def __repr__(self) -> str:
         return f"SequentialStream({self.name!r}, draws={self.draws})"
+
+
+def chacha_generator(key: bytes | None = None) -> np.random.Generator:
+    """numpy's samplers over ChaCha20 (20 rounds) with a 256-bit key: never Mersenne
+    Twister, and a fresh key unless one is given."""
+    from randomgen import ChaCha  # imported on first use: only shuffles need it
+
+    key = key if key is not None else os.urandom(SEED_BYTES)
+    if len(key) != SEED_BYTES:
+        raise ValueError("generator keys are 32 bytes")
+    words = np.frombuffer(key, dtype="<u8").copy()
+    return np.random.Generator(ChaCha(key=words, counter=0, rounds=20))
+
+
+def random_permutation(n: int) -> np.ndarray:
+    """A uniformly random permutation of range(n) from ChaCha20 under a fresh key; apply the
+    same one to a list and its attribute rows."""
+    return chacha_generator().permutation(n)

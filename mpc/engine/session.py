@@ -1,8 +1,10 @@
 """Per-job set-up and tear-down of CrypTen over the project's mesh, dealer and randomness.
 
-A job process runs one session at a time (CrypTen's state is process-global).
-On the way out the session checks that torch's default generator was never
-drawn from: anything in CrypTen that bypassed our streams fails the job.
+A session runs on one thread, and everything CrypTen would keep process-global (its
+communicator, generators and tuple provider) is that thread's (crypten_compat, 5.): a job
+process runs one session on its main thread; mpc.testing.inprocess runs one per party as
+threads of one process. On the way out the session checks that torch's default generator
+was never drawn from: anything in CrypTen that bypassed our streams fails the job.
 """
 
 from __future__ import annotations
@@ -12,41 +14,41 @@ from types import TracebackType
 import torch
 
 from mpc.engine import crypten_compat
+from mpc.engine.channels import Mesh
 from mpc.engine.communicator import GrpcCommunicator
 from mpc.engine.provider import DealerProvider, Fetch
 from mpc.engine.rng import KeyStream, SequentialStream, derive_key, new_seed
 from mpc.engine.secret import MpcContext
 from mpc.errors import EngineError
-from mpc.transport.peer_mesh import PeerMesh
-
-_PROVIDER = DealerProvider()
-_CPU = torch.device("cpu")
 
 
 class EngineSession:
-    def __init__(self, mesh: PeerMesh, dealer_stream: KeyStream, fetch: Fetch | None,
+    def __init__(self, mesh: Mesh, dealer_stream: KeyStream, fetch: Fetch | None,
                  *, allow_builtin_providers: bool = False) -> None:
         self.mesh = mesh
         self.job_id = mesh.job_id
         self.dealer_stream = dealer_stream
         self.fetch = fetch
         self.allow_builtin_providers = allow_builtin_providers
+        self._provider = DealerProvider()
         self._rng_state: torch.Tensor | None = None
         self._active = False
 
     @property
     def provider(self) -> DealerProvider:
-        return _PROVIDER
-
+        """This session's tuple provider; its ledger stays readable after the session."""
+        return self._provider
 
     def __enter__(self) -> MpcContext:
         crypten = crypten_compat.load_crypten()
-        if GrpcCommunicator.is_initialized():
-            raise EngineError("a CrypTen session is already running in this process")
-        crypten_compat.install(GrpcCommunicator, _PROVIDER, self._setup_prng,
-                               allow_builtin_providers=self.allow_builtin_providers)
-        GrpcCommunicator.pending_mesh = self.mesh
-        _PROVIDER.bind(self.mesh.rank, self.dealer_stream, self.fetch)
+        if GrpcCommunicator.is_initialized() or crypten_compat.current() is not None:
+            raise EngineError("a CrypTen session is already running on this thread")
+        crypten_compat.install(GrpcCommunicator)
+        self._provider.bind(self.mesh.rank, self.dealer_stream, self.fetch)
+        crypten_compat.bind(crypten_compat.Binding(
+            self._provider, self._setup_prng,
+            allow_builtin_providers=self.allow_builtin_providers))
+        GrpcCommunicator.prepare(self.mesh)
         self._rng_state = torch.default_generator.get_state()
         self._active = True
         try:
@@ -73,11 +75,9 @@ class EngineSession:
         crypten = crypten_compat.load_crypten()
         if GrpcCommunicator.is_initialized():
             crypten.uninit()
-        GrpcCommunicator.pending_mesh = None
-        _PROVIDER.unbind()
-        crypten_compat.StreamSource.local = None
-        for streams in crypten.generators.values():
-            streams.clear()
+        GrpcCommunicator.prepare(None)
+        self._provider.unbind()
+        crypten_compat.unbind()  # the thread's streams go with its binding
 
     def _setup_prng(self) -> None:
         """Replaces crypten._setup_prng: 256-bit seeds over the TLS peer channels.
@@ -86,7 +86,6 @@ class EngineSession:
         parties share one stream (CrypTen's pseudo-random zero sharing); global: a
         seed from rank 0 to all; local: a seed this party keeps.
         """
-        crypten = crypten_compat.load_crypten()
         mesh, n, rank = self.mesh, len(self.mesh.parties), self.mesh.rank
         nxt, prv = (rank + 1) % n, (rank - 1) % n
         next_seed = new_seed()
@@ -107,10 +106,10 @@ class EngineSession:
             "local": SequentialStream(derive_key(new_seed(), "local", job), "local"),
             "global": SequentialStream(derive_key(global_seed, "global", job), "global"),
         }
-        for key, stream in streams.items():
-            crypten.generators[key].clear()
-            crypten.generators[key][_CPU] = stream
-        crypten_compat.StreamSource.local = streams["local"]
+        binding = crypten_compat.current()
+        if binding is None:
+            raise EngineError("the PRNG set-up ran outside its session's thread")
+        binding.streams.update(streams)  # what crypten.generators shows this thread
 
 
 def _seed_tensor(seed: bytes) -> torch.Tensor:

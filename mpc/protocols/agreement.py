@@ -13,26 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
-from typing import Protocol
 
 from mpc.config.spec import DisclosureRules
+from mpc.engine.channels import PeerChannel
 from mpc.errors import ProtocolAbort
-
-TAG = "rules/agree"
-
-
-class Mesh(Protocol):
-    """What the agreement needs of the peer transport."""
-
-    rank: int
-    parties: list[str]
-
-    @property
-    def peers(self) -> list[int]: ...
-
-    def send_object(self, peer: int, obj: object, tag: str) -> None: ...
-
-    def recv_object(self, peer: int, tag: str) -> object: ...
 
 
 def rules_digest(job_id: str, spec_sha256: str, parties: list[str],
@@ -43,16 +27,16 @@ def rules_digest(job_id: str, spec_sha256: str, parties: list[str],
                           ).hexdigest()
 
 
-def agree_on_rules(mesh: Mesh, job_id: str, spec_sha256: str,
-                   rules: DisclosureRules) -> str:
+def agree_on_rules(peers: PeerChannel, spec_sha256: str, rules: DisclosureRules) -> str:
     """The digest every party of the job holds; ProtocolAbort naming a party that holds
     another one."""
-    mine = rules_digest(job_id, spec_sha256, list(mesh.parties), rules)
-    for r in mesh.peers:
-        mesh.send_object(r, mine, TAG)
-    for r in mesh.peers:
-        theirs = mesh.recv_object(r, TAG)
+    mine = rules_digest(peers.job_id, spec_sha256, peers.parties, rules)
+    agree = peers.step("rules").step("agree")
+    for r in peers.peers:
+        agree.send_object(r, mine)
+    for r in peers.peers:
+        theirs = agree.recv_object(r)
         if theirs != mine:
-            raise ProtocolAbort(f"party {mesh.parties[r]} was given other rules for this job "
+            raise ProtocolAbort(f"party {peers.parties[r]} was given other rules for this job "
                                 "than this party: the coordinator's start orders differ")
     return mine

@@ -6,9 +6,12 @@ multiplication commutes, so k_B * (k_A * H(id)) == k_A * (k_B * H(id)) and the d
 doubly blinded lists without learning any id. ristretto255 is a prime-order group: no cofactor
 to clear and no small-subgroup points to reject beyond what libsodium's decoder refuses.
 
-libsodium is reached through ctypes (no binding package). Large inputs are split across a
-pool of *spawned* worker processes: the caller may run gRPC, which does not survive fork. The
-workers import only this module, so it must stay free of heavy imports at module level.
+libsodium is reached through ctypes (no binding package). Large inputs can be split across a
+`BlindingPool` of *spawned* worker processes (the caller may run gRPC, which does not survive
+fork). The pool is an object with a lifetime: whoever runs the job creates it, hands it to
+the protocols (linkage.LinkIO) and closes it (`with BlindingPool() as pool:`); without a pool,
+blinding runs inline. The workers import only this module, so it must stay free of heavy
+imports at module level (the shuffles' generator is mpc.engine.rng's).
 
 Keys are plain ``bytes``: Python cannot reliably wipe an immutable object (or the copies the
 interpreter and pickling make of it), so no erase function is offered; callers keep keys in
@@ -17,21 +20,19 @@ job-scoped objects only and drop every reference when the job ends.
 
 from __future__ import annotations
 
-import atexit
 import ctypes
 import ctypes.util
 import hashlib
 import multiprocessing
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from multiprocessing.pool import Pool
-
-    import numpy as np
 
 POINT_BYTES = 32
 SCALAR_BYTES = 32
@@ -117,41 +118,53 @@ def _hash_and_blind_task(args: tuple[str, list[str], bytes, int]) -> bytes:
     return _hash_and_blind_inline(*args)
 
 
-_pool: Pool | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
+class BlindingPool:
+    """Spawned worker processes for large lists, started on first use and ended by close()
+    (or the end of a `with` block). `workers` defaults to the machine's cores; a pool of
+    one worker, or a list of at most PARALLEL_MIN points, blinds inline."""
 
+    def __init__(self, workers: int | None = None) -> None:
+        w = (os.cpu_count() or 1) if workers is None else workers
+        if w < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = w
+        self._pool: Pool | None = None
+        self._closed = False
+        self._lock = threading.Lock()
 
-def _get_pool(workers: int) -> Pool:
-    """The process-wide spawn pool, created on first use and replaced only to grow it."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.terminate()
-                _pool.join()
-            _pool = multiprocessing.get_context("spawn").Pool(workers)
-            _pool_size = workers
-        return _pool
+    @property
+    def started(self) -> bool:
+        """Whether worker processes are running."""
+        return self._pool is not None
 
+    def workers_for(self, n: int) -> int:
+        """How many processes to use for n points: 1 means inline in the caller."""
+        return 1 if n <= PARALLEL_MIN else min(self.workers, n)
 
-@atexit.register
-def close_pool() -> None:
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is not None:
-            # Workers are idle between calls, so terminating loses nothing.
-            _pool.terminate()
-            _pool.join()
-            _pool, _pool_size = None, 0
+    def map(self, task: Callable[[Any], bytes], tasks: list[Any]) -> list[bytes]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the blinding pool is closed")
+            if self._pool is None:
+                self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+            pool = self._pool
+        return pool.map(task, tasks, chunksize=1)
 
+    def close(self) -> None:
+        """End the workers (idle between calls, so terminating loses nothing); idempotent."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
-def _workers_for(n: int, workers: int | None) -> int:
-    """How many processes to use for n points: 1 means inline in the caller."""
-    w = (os.cpu_count() or 1) if workers is None else workers
-    if w < 1:
-        raise ValueError("workers must be at least 1")
-    return 1 if n <= PARALLEL_MIN else min(w, n)
+    def __enter__(self) -> BlindingPool:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def _bounds(n: int, parts: int) -> list[tuple[int, int]]:
@@ -182,8 +195,9 @@ def random_points(n: int) -> bytes:
     return b"".join(parts)
 
 
-def blind(points: bytes, key: bytes, *, workers: int | None = None) -> bytes:
-    """key*P for every 32-byte point, concatenated in input order.
+def blind(points: bytes, key: bytes, *, pool: BlindingPool | None = None) -> bytes:
+    """key*P for every 32-byte point, concatenated in input order; a large list is split
+    across `pool`'s workers when one is given.
 
     Raises ValueError naming the position of a point libsodium refuses (an invalid
     encoding, or one whose product is the identity)."""
@@ -192,41 +206,21 @@ def blind(points: bytes, key: bytes, *, workers: int | None = None) -> bytes:
         raise ValueError(f"points must be a multiple of {POINT_BYTES} bytes, got {len(points)}")
     _check_key(key)
     n = len(points) // POINT_BYTES
-    w = _workers_for(n, workers)
-    if w == 1:
+    w = 1 if pool is None else pool.workers_for(n)
+    if pool is None or w == 1:
         return _blind_inline(points, key)
     tasks = [(points[a * POINT_BYTES: b * POINT_BYTES], key, a) for a, b in _bounds(n, w)]
-    return b"".join(_get_pool(w).map(_blind_task, tasks, chunksize=1))
+    return b"".join(pool.map(_blind_task, tasks))
 
 
 def hash_and_blind(job_id: str, ids: Sequence[str], key: bytes, *,
-                   workers: int | None = None) -> bytes:
+                   pool: BlindingPool | None = None) -> bytes:
     """blind(hash_to_points(job_id, ids), key), with each worker hashing its own ids so only
     the ids go out and only blinded points come back."""
     _check_key(key)
     n = len(ids)
-    w = _workers_for(n, workers)
-    if w == 1:
+    w = 1 if pool is None else pool.workers_for(n)
+    if pool is None or w == 1:
         return _hash_and_blind_inline(job_id, ids, key)
     tasks = [(job_id, list(ids[a:b]), key, a) for a, b in _bounds(n, w)]
-    return b"".join(_get_pool(w).map(_hash_and_blind_task, tasks, chunksize=1))
-
-
-def _chacha_generator(key: bytes | None = None) -> np.random.Generator:
-    """numpy's samplers over ChaCha20 (20 rounds) with a 256-bit key: never Mersenne
-    Twister, and a fresh key unless one is given."""
-    # Imported here so spawned workers never load numpy.
-    import numpy as np
-    from randomgen import ChaCha
-
-    key = key if key is not None else os.urandom(32)
-    if len(key) != 32:
-        raise ValueError("generator keys are 32 bytes")
-    words = np.frombuffer(key, dtype="<u8").copy()
-    return np.random.Generator(ChaCha(key=words, counter=0, rounds=20))
-
-
-def permutation(n: int) -> np.ndarray:
-    """A uniformly random permutation of range(n) from ChaCha20 under a fresh key; apply the
-    same one to a list and its attribute rows."""
-    return _chacha_generator().permutation(n)
+    return b"".join(pool.map(_hash_and_blind_task, tasks))

@@ -25,21 +25,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from mpc.config.spec import DisclosureRules
+from mpc.engine.channels import DealerChannel, PeerChannel
+from mpc.engine.rng import random_permutation
 from mpc.engine.secret import MpcContext
 from mpc.protocols.aggregate import Released
-from mpc.protocols.blind import (
-    POINT_BYTES,
-    blind,
-    hash_and_blind,
-    new_key,
-    permutation,
-)
+from mpc.protocols.blind import POINT_BYTES, BlindingPool, blind, hash_and_blind, new_key
 from mpc.protocols.disclosure import keep_mask
 from mpc.protocols.linking import row_masks
 
@@ -47,16 +42,32 @@ Phase = Callable[[str], None]
 DUMMY_PREFIX = "\x00dummy:"  # then 256 random bits: no real pseudonym can be expected to match
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinkIO:
-    """What the protocols may use: the job's peer mesh and its dealer, never sockets."""
+    """What linkage and overlap may use besides the engine: typed channels to the peers
+    and the dealer (never the mesh, a client or a socket), and the job's blinding pool
+    (None: blind inline). Whoever runs the job owns the pool and closes it."""
 
-    mesh: Any  # transport.PeerMesh
-    dealer: Any  # engine.DealerClient
-    seed: bytes  # the 256-bit seed this party shares with the dealer
-    job_id: str
-    rank: int
-    parties: list[str]
+    peers: PeerChannel
+    dealer: DealerChannel
+    pool: BlindingPool | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.peers.job_id
+
+    @property
+    def rank(self) -> int:
+        return self.peers.rank
+
+    @property
+    def parties(self) -> list[str]:
+        return self.peers.parties
+
+    @property
+    def seed(self) -> bytes:
+        """The 256-bit seed this party shares with the dealer."""
+        return self.dealer.seed
 
 
 @dataclass(frozen=True)
@@ -66,8 +77,8 @@ class LinkShares:
     linked: int  # m, known to both parties
 
 
-def padded_list(job_id: str, ids: list[str], pad_to: int, key: bytes
-                ) -> tuple[bytes, np.ndarray]:
+def padded_list(job_id: str, ids: list[str], pad_to: int, key: bytes,
+                pool: BlindingPool | None = None) -> tuple[bytes, np.ndarray]:
     """Blinded pseudonyms plus dummies, shuffled; and the shuffle.
 
     A dummy is a fresh random 256-bit id that goes through the very same hash and blinding
@@ -76,14 +87,20 @@ def padded_list(job_id: str, ids: list[str], pad_to: int, key: bytes
     if len(ids) > pad_to:
         raise ValueError("more persons than the spec's pad_to")
     dummies = [DUMMY_PREFIX + os.urandom(32).hex() for _ in range(pad_to - len(ids))]
-    points = hash_and_blind(job_id, [*ids, *dummies], key)
-    order = permutation(pad_to)
+    points = hash_and_blind(job_id, [*ids, *dummies], key, pool=pool)
+    order = random_permutation(pad_to)
     view = np.frombuffer(points, dtype=np.uint8).reshape(pad_to, POINT_BYTES)
     return view[order].tobytes(), order
 
 
 def _as_tensor(points: bytes) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(points, dtype=np.uint8).copy())
+
+
+def _recv_list(channel: PeerChannel, peer: int, pad_to: int) -> bytes:
+    """A peer's padded list of points; anything but pad_to points is a ProtocolAbort."""
+    received = channel.recv_tensor(peer, dtype=torch.uint8, shape=(pad_to * POINT_BYTES,))
+    return received.numpy().tobytes()
 
 
 def one_hot(cells: np.ndarray, width: int, rows: int) -> torch.Tensor:
@@ -97,24 +114,26 @@ def one_hot(cells: np.ndarray, width: int, rows: int) -> torch.Tensor:
 def linkage_shares(io: LinkIO, ids: list[str], cells: np.ndarray, widths: tuple[int, int],
                    pad_to: int, phase: Phase = lambda _: None) -> LinkShares:
     me, other = io.rank, 1 - io.rank
+    link = io.peers.step("link")
     key = new_key()
     phase("blinding")
-    mine, order = padded_list(io.job_id, ids, pad_to, key)
+    mine, order = padded_list(io.job_id, ids, pad_to, key, io.pool)
     rows = one_hot(cells, widths[me], pad_to)[torch.from_numpy(order)]
-    io.mesh.send_tensor(other, _as_tensor(mine), "link/points")
-    theirs = io.mesh.recv_tensor(other, "link/points").numpy().tobytes()
-    if len(theirs) != pad_to * POINT_BYTES:
-        raise ValueError("the other side's list is not padded to pad_to")
+    points = link.step("points")
+    points.send_tensor(other, _as_tensor(mine))
+    theirs = _recv_list(points, other, pad_to)
     # The left list, blinded by both keys, comes from the right side and vice versa.
-    io.dealer.submit_points(me, "right" if me == 0 else "left", blind(theirs, key))
+    io.dealer.submit_points("right" if me == 0 else "left", blind(theirs, key, pool=io.pool))
     del key  # erased: a fresh key per job and partner
     phase("matching")
     masked = rows - row_masks(io.seed, io.job_id, me, pad_to, widths[me])
-    io.mesh.send_tensor(other, masked, "link/rows")
-    their_masked = io.mesh.recv_tensor(other, "link/rows")
-    own = io.dealer.fetch_outcome(me, "shares", widths, pad_to)
-    positions = io.dealer.fetch_outcome(me, "positions", widths, pad_to)
-    corrections = io.dealer.fetch_outcome(me, "corrections", widths, pad_to)
+    masked_rows = link.step("rows")
+    masked_rows.send_tensor(other, masked)
+    their_masked = masked_rows.recv_tensor(other, dtype=torch.int64,
+                                           shape=(pad_to, widths[other]))
+    own = io.dealer.fetch_outcome("shares", widths, pad_to)
+    positions = io.dealer.fetch_outcome("positions", widths, pad_to)
+    corrections = io.dealer.fetch_outcome("corrections", widths, pad_to)
     theirs_share = their_masked[positions] + corrections
     left, right = (own, theirs_share) if me == 0 else (theirs_share, own)
     return LinkShares(left=left, right=right, linked=len(positions))
@@ -141,19 +160,17 @@ def overlap_shares(io: LinkIO, ids: list[str], pad_to: int,
     own number of dummies."""
     n = len(io.parties)
     nxt, prv = (io.rank + 1) % n, (io.rank - 1) % n
+    ring = io.peers.step("ring")
     key = new_key()
     phase("blinding")
-    current, _ = padded_list(io.job_id, ids, pad_to, key)
+    current, _ = padded_list(io.job_id, ids, pad_to, key, io.pool)
     for _ in range(n - 1):  # each list goes once around the ring, blinded at every stop
-        io.mesh.send_tensor(nxt, _as_tensor(current), "overlap/ring")
-        received = io.mesh.recv_tensor(prv, "overlap/ring").numpy().tobytes()
-        if len(received) != pad_to * POINT_BYTES:
-            raise ValueError("a list on the ring is not padded to pad_to")
-        current = blind(received, key)
+        ring.send_tensor(nxt, _as_tensor(current))
+        current = blind(_recv_list(ring, prv, pad_to), key, pool=io.pool)
     del key
     phase("matching")
-    io.dealer.submit_points(io.rank, f"origin:{nxt}", current)
-    return io.dealer.fetch_outcome(io.rank, "counts", (), pad_to), pad_to - len(ids)
+    io.dealer.submit_points(f"origin:{nxt}", current)
+    return io.dealer.fetch_outcome("counts", (), pad_to), pad_to - len(ids)
 
 
 def overlap_counts(ctx: MpcContext, counts_share: torch.Tensor, dummies: int,

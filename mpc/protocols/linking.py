@@ -23,8 +23,8 @@ from collections import Counter
 import numpy as np
 import torch
 
-from mpc.engine.rng import KeyStream, derive_key
-from mpc.protocols.blind import POINT_BYTES, permutation
+from mpc.engine.rng import KeyStream, derive_key, random_permutation
+from mpc.protocols.blind import POINT_BYTES
 
 
 def mask_stream(seed: bytes, job_id: str, rank: int) -> KeyStream:
@@ -48,7 +48,7 @@ def match(left: bytes, right: bytes) -> tuple[np.ndarray, np.ndarray]:
     pairs = [(i, where[p]) for i, p in enumerate(points_of(left)) if p in where]
     if not pairs:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    order = permutation(len(pairs))
+    order = random_permutation(len(pairs))
     arr = np.array(pairs, dtype=np.int64)[order]
     return arr[:, 0].copy(), arr[:, 1].copy()
 

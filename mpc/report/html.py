@@ -18,7 +18,9 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from mpc.config.rules import DISCRETE_LAPLACE
 from mpc.config.spec import DisclosureRules, UseCaseSpec
+from mpc.kinds import kind_of
 from mpc.report.table import ReleasedTable
 
 if TYPE_CHECKING:
@@ -58,8 +60,7 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
         "cells": len(keep),
         "suppressed_cells": int((~keep).sum()),
         "scalar": (None if spec.scalar is None else
-                   {"name": {"linked": "Linked persons",
-                             "distinct": "Distinct persons"}[spec.scalar], **table.scalar()}),
+                   {"name": kind_of(spec.job).scalar_label, **table.scalar()}),
         "rows": [
             {"cells": combo, "suppressed": not k, "value": int(v),
              "shown": f"{int(v):,}" + (f" ± {table.interval}" if table.interval else "")}
@@ -97,29 +98,16 @@ def _duration(seconds: float) -> str:
 
 def measure_words(spec: UseCaseSpec) -> str:
     """What a cell counts, in words."""
-    if spec.kind == "linkage":
-        return "number of linked persons"  # persons found at both parties
-    if spec.kind == "overlap":
-        return "number of persons"
-    measure = spec.measure
-    if measure.kind == "count":
-        return "number of records"
-    if measure.kind == "count_distinct":
-        return f"number of distinct {measure.column}"
-    return f"sum of {measure.column}"
-
-
-def _parties(n: int) -> str:
-    return f"{n} party has" if n == 1 else f"{n} parties have"
+    return kind_of(spec.job).measure_words(spec)
 
 
 def _noise_words(table: ReleasedTable) -> list[str]:
     """The differential privacy guarantee, for a data protection officer."""
     noise, rules = table.spec.noise_under(table.rules), table.rules
     assert noise is not None
-    name = ("discrete Laplace" if noise.mechanism == "discrete_laplace"
+    name = ("discrete Laplace" if noise.mechanism == DISCRETE_LAPLACE
             else "discrete Gaussian")
-    guarantee = (f"epsilon = {noise.epsilon:g}" if noise.mechanism == "discrete_laplace"
+    guarantee = (f"epsilon = {noise.epsilon:g}" if noise.mechanism == DISCRETE_LAPLACE
                  else f"epsilon = {noise.epsilon:g}, delta = {noise.delta:g}")
     return [
         f"Differential privacy ({name} noise, {guarantee}; one person's rows at one party "
@@ -145,20 +133,7 @@ def _rules_words(rules: DisclosureRules, asked: DisclosureRules, spec: UseCaseSp
         "Zero cells are released as 0 (suppress_zero = false): a 0 is a true zero, "
         "not a hidden value.",
     ]
-    if spec.kind == "aggregate":
-        words.append(
-            f"A non-zero cell is released only if at least {_parties(rules.min_contributors)} "
-            f"records in it, of the {len(spec.parties)} parties of the job "
-            f"(min_contributors = {rules.min_contributors}).")
-    elif spec.kind == "linkage":
-        # Each cell counts persons present at both parties: there is no one-party subtotal
-        # for a contributor rule to protect.
-        words.append("Each cell counts persons found at both parties, one row per person at "
-                     "each. The number of linked persons is released under the same rules.")
-    else:
-        words.append("Each person counts once however many records they have; a row counts "
-                     "the persons seen at exactly that many parties. The number of distinct "
-                     "persons is released under the same rules.")
+    words.append(kind_of(spec.job).rules_words(spec, rules))
     if rules != asked:
         # Parties' floors can only make the rules stricter; say so, or the header would not
         # match the spec printed at the bottom of the page.

@@ -22,19 +22,26 @@ import grpc
 import torch
 
 from mpc.audit.digests import message_digest
+from mpc.audit.events import AuditEvent
 from mpc.audit.log import AuditLog
 from mpc.config.federation import Federation
+from mpc.config.rules import applied_rules
 from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec
 from mpc.errors import Code, JobFailed
+from mpc.phases import Phase
 from mpc.proto import common_pb2, worker_pb2, worker_pb2_grpc
 from mpc.report.table import ReleasedTable, reconstruct
-from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_from_chunks
+from mpc.transport.messages import (
+    failure_from_proto,
+    rules_from_proto,
+    rules_to_proto,
+    tensor_from_chunks,
+)
 from mpc.transport.tls import TlsIdentity, secure_channel
 from mpc.transport.validate import head_problem, name_problem
 
 Event = worker_pb2.JobEvent
-PHASE_NAMES = {v: k.lower() for k, v in Event.Phase.items()}
-ProgressFn = Callable[[str, str, str], None]  # party, phase, detail
+ProgressFn = Callable[[str, Phase, str], None]  # party, phase, detail
 
 
 @dataclass
@@ -44,7 +51,7 @@ class _Party:
     address: str
     channel: grpc.Channel
     stub: worker_pb2_grpc.WorkerStub
-    phase: str = "pending"
+    phase: Phase = Phase.PENDING
     endpoint: str | None = None
     floors: DisclosureRules | None = None
     release: Any = None
@@ -59,11 +66,7 @@ class JobOutcome:
     rules: DisclosureRules
     table: ReleasedTable | None  # None when the coordinator is not a recipient
     seconds: float
-    phases: dict[str, str] = field(default_factory=dict)
-
-
-# Failures that only echo another party's failure; the root cause is reported instead.
-_ECHO_CODES = Code.ECHOES
+    phases: dict[str, Phase] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -76,7 +79,7 @@ class Coordinator:
         self.timeout_s = timeout_s
         self.audit = audit
 
-    def _record(self, event: str, **fields: Any) -> None:
+    def _record(self, event: AuditEvent, **fields: Any) -> None:
         if self.audit is not None:
             self.audit.append(event, **fields)
 
@@ -96,9 +99,9 @@ class Coordinator:
                                   worker_pb2_grpc.WorkerStub(channel)))
         events: queue.Queue[tuple[_Party, Event | grpc.RpcError]] = queue.Queue()
         calls = []
-        self._record("job_submitted", job=job_id, usecase=spec.name, spec_sha256=spec.sha256,
-                     parties=list(spec.parties), recipients=list(spec.recipients),
-                     spec=spec.text.decode())
+        self._record(AuditEvent.JOB_SUBMITTED, job=job_id, usecase=spec.name,
+                     spec_sha256=spec.sha256, parties=list(spec.parties),
+                     recipients=list(spec.recipients), spec=spec.text.decode())
         try:
             for p in parties:
                 call = p.stub.Submit(worker_pb2.SubmitRequest(job_id=job_id,
@@ -107,13 +110,13 @@ class Coordinator:
                 calls.append(call)
                 threading.Thread(target=self._pump, args=(p, call, events), daemon=True).start()
             for p in parties:
-                self._set_phase(p, "submitted")
+                self._set_phase(p, Phase.SUBMITTED)
             rules = self._prepare(spec, parties, events)
             self._start(parties, job_id, rules)
             shares = self._gather(spec, parties, events, job_id)
         except JobFailed as exc:
             exc.job_id = job_id
-            self._record("job_aborted", job=job_id, party=exc.party, reason=exc.cause)
+            self._record(AuditEvent.JOB_ABORTED, job=job_id, party=exc.party, reason=exc.cause)
             self._abort_all(parties, job_id, "the job failed at another party")
             raise
         finally:
@@ -125,10 +128,10 @@ class Coordinator:
         if shares is not None:
             keep, value = reconstruct(shares[0], shares[1], spec.released_size)
             table = ReleasedTable.post_process(spec, rules, job_id, keep, value)
-            self._record("result", job=job_id, **table.audit_fields())
-        self._record("party_heads", job=job_id,
+            self._record(AuditEvent.RESULT, job=job_id, **table.audit_fields())
+        self._record(AuditEvent.PARTY_HEADS, job=job_id,
                      heads=[_head(p.head) for p in parties if p.head is not None])
-        self._record("job_end", job=job_id)
+        self._record(AuditEvent.JOB_END, job=job_id)
         self._seal(parties, job_id)
         return JobOutcome(job_id, spec, rules, table, time.monotonic() - started,
                           {p.name: p.phase for p in parties})
@@ -155,7 +158,7 @@ class Coordinator:
         except grpc.RpcError as exc:
             events.put((p, exc))
 
-    def _set_phase(self, p: _Party, phase: str, detail: str = "") -> None:
+    def _set_phase(self, p: _Party, phase: Phase, detail: str = "") -> None:
         p.phase = phase
         self.progress(p.name, phase, detail)
 
@@ -168,19 +171,21 @@ class Coordinator:
                 from None
         if isinstance(event, grpc.RpcError):
             raise self._root_cause(p, _rpc_failure(event), Code.WORKER, events)
-        if event.phase == Event.FAILED:
-            f = event.failure
-            raise self._root_cause(p, f.message, f.code, events, origin=f.party)
-        self._set_phase(p, PHASE_NAMES[event.phase], event.detail)
+        phase = Phase.from_proto(event.phase)
+        if phase is Phase.FAILED:
+            origin, code, message = failure_from_proto(event.failure)
+            raise self._root_cause(p, message, code, events, origin=origin)
+        if phase is not None:  # an unknown phase (a newer worker) changes nothing shown
+            self._set_phase(p, phase, event.detail)
         return p, event
 
-    def _root_cause(self, p: _Party, message: str, code: str, events: queue.Queue,
+    def _root_cause(self, p: _Party, message: str, code: Code, events: queue.Queue,
                     origin: str = "") -> JobFailed:
         """A failure that only echoes another party's (lost peer, peer aborted) is
         reported as that party's failure if it arrives within a moment."""
-        self._set_phase(p, "failed", message)
+        self._set_phase(p, Phase.FAILED, message)
         failures = [(_named(origin, p.name), code, message)]
-        if code in _ECHO_CODES:
+        if code.echo:
             until = time.monotonic() + 3.0
             while time.monotonic() < until:
                 try:
@@ -190,13 +195,13 @@ class Coordinator:
                 if isinstance(event, grpc.RpcError):
                     failures.append((q.name, Code.WORKER, _rpc_failure(event)))
                 elif event.phase == Event.FAILED:
-                    failures.append((_named(event.failure.party, q.name), event.failure.code,
-                                     event.failure.message))
+                    their_party, their_code, their_message = failure_from_proto(event.failure)
+                    failures.append((_named(their_party, q.name), their_code, their_message))
                 else:
                     continue
-                if failures[-1][1] not in _ECHO_CODES:
+                if not failures[-1][1].echo:
                     break
-        party, _, cause = next((f for f in failures if f[1] not in _ECHO_CODES), failures[0])
+        party, _, cause = next((f for f in failures if not f[1].echo), failures[0])
         return JobFailed(party, cause.removeprefix(f"{party}: "))
 
     def _prepare(self, spec: UseCaseSpec, parties: list[_Party],
@@ -207,18 +212,16 @@ class Coordinator:
             if event.phase == Event.READY:
                 p.endpoint = event.endpoint
                 p.floors = rules_from_proto(event.floors)
-        rules = spec.disclosure
-        for p in parties:
-            assert p.floors is not None
-            rules = rules.with_floors(p.floors)
-        return rules
+        floors = [p.floors for p in parties if p.floors is not None]
+        assert len(floors) == len(parties)  # every party is ready, with its floors
+        return applied_rules(spec.disclosure, floors)
 
     def _start(self, parties: list[_Party], job_id: str, rules: DisclosureRules) -> None:
         order = worker_pb2.StartRequest(
             job_id=job_id, peers={p.rank: p.endpoint for p in parties},
             dealer_address=self.federation.dealer.address,
             disclosure=rules_to_proto(rules))
-        self._record("job_start", job=job_id, rules=asdict(rules))
+        self._record(AuditEvent.JOB_START, job=job_id, rules=asdict(rules))
         for p in parties:
             try:
                 p.stub.Start(order, timeout=30)
@@ -246,7 +249,7 @@ class Coordinator:
                 raise JobFailed(p.name, "finished without sending its release shares")
             shares = {name: tensor_from_chunks([getattr(p.release, name)], f"party {p.name}")
                       for name in ("keep", "value")}
-            self._record("release_received", job=job_id, party=p.name, digests={
+            self._record(AuditEvent.RELEASE_RECEIVED, job=job_id, party=p.name, digests={
                 name: message_digest(job_id, p.name, self.identity.name, seq,
                                      p.release.nonce, t.numpy().astype("<i8").tobytes())
                 for seq, (name, t) in enumerate(shares.items())})

@@ -11,13 +11,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-LABELS = {
-    "pending": "waiting", "submitted": "submitted", "accepted": "policy approved",
-    "local_table": "local table", "ready": "ready", "connected": "connected",
-    "sharing": "sharing", "computing": "computing", "disclosure": "disclosure control",
-    "released": "released", "done": "done", "failed": "FAILED",
-}
-STYLES = {"done": "green", "released": "green", "failed": "bold red"}
+from mpc.phases import Phase, label
+
+STYLES = {Phase.DONE: "green", Phase.RELEASED: "green", Phase.FAILED: "bold red"}
 
 
 class Progress:
@@ -26,7 +22,8 @@ class Progress:
         self.console = console or Console(stderr=True)
         self.parties = list(parties)
         self.title = title
-        self.state = dict.fromkeys(self.parties, ("pending", ""))
+        self.state: dict[str, tuple[str, str]] = dict.fromkeys(self.parties,
+                                                               (Phase.PENDING, ""))
         self.started = time.monotonic()
         self._live: Live | None = None
 
@@ -35,7 +32,7 @@ class Progress:
         if self._live is not None:
             self._live.update(self._table())
         else:
-            text = LABELS.get(phase, phase) + (f" ({detail})" if detail else "")
+            text = label(phase) + (f" ({detail})" if detail else "")
             self.console.print(f"[{time.monotonic() - self.started:6.1f}s] {party}: {text}",
                                highlight=False, markup=False)
 
@@ -46,7 +43,7 @@ class Progress:
         table.add_column("detail", overflow="fold")
         for party in self.parties:
             phase, detail = self.state[party]
-            table.add_row(party, LABELS.get(phase, phase), detail, style=STYLES.get(phase))
+            table.add_row(party, label(phase), detail, style=STYLES.get(phase))
         table.caption = f"{time.monotonic() - self.started:.1f} s"
         return table
 

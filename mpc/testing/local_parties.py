@@ -23,7 +23,6 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
-import sys
 import tempfile
 import traceback
 import uuid
@@ -41,9 +40,11 @@ def _party_main(rank: int, parties: list[str], pki: str, job_id: str, dealer_add
                 program: Callable[..., Any], args: tuple[Any, ...], allow_builtin: bool,
                 with_io: bool, inbox: Any, outbox: Any) -> None:
     try:
+        from mpc.engine.channels import DealerLink, MeshChannel
         from mpc.engine.correlations import party_stream
         from mpc.engine.dealer_client import DealerClient
         from mpc.engine.session import EngineSession
+        from mpc.protocols.blind import BlindingPool
         from mpc.transport.peer_mesh import PeerMesh
         from mpc.transport.tls import TlsIdentity
 
@@ -58,13 +59,14 @@ def _party_main(rank: int, parties: list[str], pki: str, job_id: str, dealer_add
         dealer = DealerClient(identity, dealer_address, DEALER, job_id)
         seed = dealer.join("0" * 64, parties, rank)
         fetch = dealer.correlation if rank == 0 else None
+        pool = BlindingPool()
         try:
             with EngineSession(mesh, party_stream(seed, job_id, rank), fetch,
                                allow_builtin_providers=allow_builtin) as ctx:
-                if with_io:  # protocols that also use the mesh and dealer directly
+                if with_io:  # protocols that also use the peer and dealer channels
                     from mpc.protocols.linkage import LinkIO
 
-                    io = LinkIO(mesh, dealer, seed, job_id, rank, parties)
+                    io = LinkIO(MeshChannel(mesh), DealerLink(dealer, rank, seed), pool)
                     result = program(ctx, io, *args)
                 else:
                     result = program(ctx, *args)
@@ -72,22 +74,16 @@ def _party_main(rank: int, parties: list[str], pki: str, job_id: str, dealer_add
             # shared-memory handle that dies with this process.
             outbox.put(("result", rank, pickle.dumps(result)))
         finally:
+            pool.close()
             mesh.close()
             dealer.close()
     except BaseException as exc:  # report, never hang the caller
         outbox.put(("error", rank, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     # Leave at once once the report is flushed: gRPC's threads do not survive a normal
-    # interpreter shutdown gracefully (so close what atexit would have: the blind pool).
-    _close_blind_pool()
+    # interpreter shutdown gracefully (the blinding pool was closed above).
     outbox.close()
     outbox.join_thread()
     os._exit(0)
-
-
-def _close_blind_pool() -> None:
-    blind = sys.modules.get("mpc.protocols.blind")
-    if blind is not None:
-        blind.close_pool()
 
 
 class LocalPartiesError(RuntimeError):
@@ -99,8 +95,10 @@ def run_local_parties(program: Callable[..., Any], world_size: int = 3, *,
                       allow_builtin_providers: bool = False, with_io: bool = False,
                       dealer: Any = None) -> list[Any]:
     """Run `program(ctx, *args)` in `world_size` party processes; return results by rank.
-    `with_io=True` calls `program(ctx, io, *args)` with the party's LinkIO (mesh, dealer
-    client, seed); `dealer` replaces the in-process DealerService (to observe it)."""
+    `with_io=True` calls `program(ctx, io, *args)` with the party's LinkIO (peer and dealer
+    channels, a blinding pool); `dealer` replaces the in-process DealerService (to observe
+    it). For a fast test of the same program without processes or TLS, see
+    mpc.testing.inprocess.run_in_threads."""
     from mpc.dealer.service import DealerService, start_dealer
     from mpc.transport.tls import TlsIdentity
 

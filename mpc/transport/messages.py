@@ -7,10 +7,30 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mpc.config.spec import DisclosureRules
-from mpc.errors import ProtocolAbort
+from mpc.config.rules import DisclosureRules
+from mpc.errors import Code, ProtocolAbort
 from mpc.proto import common_pb2, worker_pb2
 from mpc.transport import codec
+
+
+def failure_to_proto(party: str, code: Code, message: str) -> common_pb2.Failure:
+    """A failure as it goes on the wire: where it arose, its code, a message for people."""
+    return common_pb2.Failure(party=party, code=str(Code(code)), message=message)
+
+
+def failure_from_proto(msg: common_pb2.Failure) -> tuple[str, Code, str]:
+    """(party, code, message) of a failure from the wire. A code this version does not
+    know (a newer or a broken peer), or none, is Code.UNKNOWN, never an error: the message
+    then says which code was sent. UNKNOWN is not an echo, so it counts as a root cause."""
+    try:
+        code = Code(msg.code)
+    except ValueError:
+        code = Code.UNKNOWN
+    message = msg.message
+    if code is Code.UNKNOWN and msg.code != Code.UNKNOWN:
+        sent = f"failure code {msg.code[:40]!r}" if msg.code else "no failure code"
+        message = f"{message} ({sent})" if message else sent
+    return msg.party, code, message
 
 
 def rules_to_proto(rules: DisclosureRules) -> worker_pb2.Disclosure:

@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mpc.audit.events import AuditEvent
 from mpc.config.bounds import DatasetBounds
 from mpc.config.spec import UseCaseSpec, Window
 from mpc.errors import PolicyRefused
 
-EVENT = "release_recorded"
+EVENT = AuditEvent.RELEASE_RECORDED
 _DP_HINT = ("a table protected by suppression alone may only be repeated exactly or asked "
             "on rows no earlier release counted; ask for it with differential privacy "
             "([disclosure.noise]) instead")
@@ -42,13 +43,8 @@ def query_of(spec: UseCaseSpec, party: str) -> dict[str, Any]:
         "kind": spec.kind, "groups": list(spec.group_by),
         "categories": [[c, list(v)] for c, v in spec.categories],
         "measure": str(spec.measure), "rules": asdict(spec.disclosure),
-        "round_to": spec.round_to,
+        "round_to": spec.round_to, **spec.job.query(),
     }
-    if spec.linkage is not None:
-        sides = {"left": asdict(spec.linkage.left), "right": asdict(spec.linkage.right)}
-        query["linkage"] = {"key": spec.linkage.key, **sides}
-    if spec.overlap is not None:
-        query["overlap"] = {"key": spec.overlap.key}
     return query
 
 

@@ -75,7 +75,7 @@ def bounds_problem(spec: UseCaseSpec, party: str, bounds: DatasetBounds) -> str 
         if days < bounds.min_window_days:
             return (f"the window covers {days} days; dataset {dataset!r} takes windows of at "
                     f"least {bounds.min_window_days} days ({where} min_window_days)")
-    persons = spec.linkage or spec.overlap
+    persons = spec.job.persons()
     if persons is not None:
         if bounds.person_key is None or bounds.max_persons is None:
             return (f"dataset {dataset!r} takes no {spec.kind} jobs: its bounds name no "

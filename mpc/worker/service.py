@@ -16,20 +16,27 @@ import multiprocessing as mp
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import grpc
 
-from mpc.audit.events import COORDINATOR_ROLE, JOB_RECEIVED, JOB_REPLAY_REFUSED, MEMBER_HEAD
+from mpc.audit.events import COORDINATOR_ROLE, AuditEvent
 from mpc.audit.log import AuditLog, Head, iter_entries
 from mpc.config.party import PartyConfig
+from mpc.config.rules import applied_rules
 from mpc.config.spec import COORDINATOR, UseCaseSpec
 from mpc.errors import Code, PolicyRefused
+from mpc.phases import Phase
 from mpc.proto import common_pb2, worker_pb2, worker_pb2_grpc
-from mpc.transport.messages import rules_from_proto, rules_to_proto, tensor_to_proto
+from mpc.transport.messages import (
+    failure_to_proto,
+    rules_from_proto,
+    rules_to_proto,
+    tensor_to_proto,
+)
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
 from mpc.transport.validate import (
     MAX_REASON,
@@ -38,20 +45,26 @@ from mpc.transport.validate import (
     job_id_problem,
     name_problem,
 )
-from mpc.worker.job_process import StartOrder, run_job
-from mpc.worker.ledger import EVENT as LEDGER_EVENT
+from mpc.worker.job_events import (
+    AbortOrder,
+    Done,
+    Exited,
+    Failed,
+    JobEvent,
+    Order,
+    Progress,
+    Ready,
+    ReleaseShares,
+    StartOrder,
+    phase_of,
+)
+from mpc.worker.job_process import run_job
 from mpc.worker.ledger import Ledger
 from mpc.worker.policy import approve, floors
 
 log = logging.getLogger(__name__)
 Event = worker_pb2.JobEvent
 MAX_SEALABLE = 1024  # finished jobs a coordinator may still seal
-PHASES = {
-    "accepted": Event.ACCEPTED, "local_table": Event.LOCAL_TABLE, "ready": Event.READY,
-    "connected": Event.CONNECTED, "sharing": Event.SHARING, "computing": Event.COMPUTING,
-    "disclosure": Event.DISCLOSURE, "released": Event.RELEASED, "done": Event.DONE,
-    "failed": Event.FAILED,
-}
 
 
 @dataclass
@@ -61,17 +74,17 @@ class JobHandle:
     parties: int
     process: Any
     conn: Any
-    events: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
+    events: queue.Queue[JobEvent] = field(default_factory=queue.Queue)
     started: float = field(default_factory=time.monotonic)
     abort_reason: str | None = None  # set when the job must end before it finished
     audited: bool = False  # its end (done, failed or aborted) is in the audit log
     finished: bool = False  # its process is ended and it is off the books
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def send(self, kind: str, payload: Any) -> bool:
+    def send(self, order: Order) -> bool:
         with self.lock:
             try:
-                self.conn.send((kind, payload))
+                self.conn.send(order)
                 return True
             except (OSError, BrokenPipeError):
                 return False
@@ -82,7 +95,7 @@ class JobHandle:
             while True:
                 self.events.put(self.conn.recv())
         except (EOFError, OSError):
-            self.events.put({"phase": "exited"})
+            self.events.put(Exited())
 
     def kill(self, grace_s: float = 2.0) -> None:
         self.process.join(timeout=grace_s)
@@ -91,8 +104,14 @@ class JobHandle:
             self.process.join(timeout=5)
 
 
+# Starts a job's process: (config, approved spec, job id, coordinator) -> (the process, the
+# worker's end of its control pipe). The default spawns run_job; tests pass a fake.
+StartJob = Callable[[PartyConfig, UseCaseSpec, str, str], tuple[Any, Any]]
+
+
 class WorkerService(worker_pb2_grpc.WorkerServicer):
-    def __init__(self, config: PartyConfig, audit: AuditLog) -> None:
+    def __init__(self, config: PartyConfig, audit: AuditLog,
+                 start_job: StartJob | None = None) -> None:
         self.config = config
         self.audit = audit
         self.jobs: dict[str, JobHandle] = {}
@@ -100,16 +119,30 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self._aborted: collections.deque[str] = collections.deque(maxlen=1024)
         # Every job id this worker ever received, from its own log: a job id is used once.
         self._seen: set[str] = {e["job"] for e in iter_entries(config.audit_log)
-                                if e.get("event") == JOB_RECEIVED and isinstance(e.get("job"), str)}
+                                if e.get("event") == AuditEvent.JOB_RECEIVED
+                                and isinstance(e.get("job"), str)}
         # Jobs that finished here, with their coordinator, until it seals them (bounded).
         self._sealable: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._mp = mp.get_context("spawn")  # never fork a process that runs gRPC
+        self._start_job = start_job or self._spawn_job
 
-    def _failure(self, job_id: str, code: str, message: str, party: str | None = None) -> Event:
-        return Event(job_id=job_id, party=self.config.name, phase=Event.FAILED,
-                     failure=common_pb2.Failure(party=party or self.config.name, code=code,
-                                                message=message))
+    def _spawn_job(self, config: PartyConfig, spec: UseCaseSpec, job_id: str,
+                   coordinator: str) -> tuple[Any, Any]:
+        """The job's own process, running run_job, and the worker's end of its pipe."""
+        parent, child = self._mp.Pipe()
+        # Not a daemon: a job blinds with a process pool of its own. It still ends
+        # with its worker: its control pipe closes and it exits at once.
+        process = self._mp.Process(target=run_job, name=f"job-{job_id[:8]}",
+                                   args=(child, config, spec, job_id, coordinator))
+        process.start()
+        child.close()
+        return process, parent
+
+    def _failure(self, job_id: str, code: Code, message: str, party: str | None = None
+                 ) -> Event:
+        return Event(job_id=job_id, party=self.config.name, phase=Phase.FAILED.to_proto(),
+                     failure=failure_to_proto(party or self.config.name, code, message))
 
     def Submit(self, request: worker_pb2.SubmitRequest, context: grpc.ServicerContext
                ) -> Iterator[Event]:  # noqa: N802
@@ -135,12 +168,12 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             # same id would reuse its per-job randomness (masks, blinding, dealer seeds).
             refusal = PolicyRefused(self.config.name, f"job id {job_id} was used before; a "
                                                       "job id is used once")
-            self.audit.append(JOB_REPLAY_REFUSED, job=job_id, coordinator=coordinator,
+            self.audit.append(AuditEvent.JOB_REPLAY_REFUSED, job=job_id, coordinator=coordinator,
                               code=Code.POLICY, reason=refusal.reason, spec_sha256=spec_sha256)
             log.warning("job %s refused: %s", job_id, refusal.reason)
             yield self._failure(job_id, Code.POLICY, str(refusal))
             return
-        self.audit.append(JOB_RECEIVED, job=job_id, coordinator=coordinator,
+        self.audit.append(AuditEvent.JOB_RECEIVED, job=job_id, coordinator=coordinator,
                           spec_sha256=spec_sha256)
         try:
             spec = approve(self.config, request.spec_toml, coordinator)
@@ -152,31 +185,28 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                                 self.config.datasets[dataset].bounds,
                                 self.config.datasets[dataset].definition())
         except PolicyRefused as exc:
-            self.audit.append("policy_decision", job=job_id, approved=False, reason=exc.reason,
+            self.audit.append(AuditEvent.POLICY_DECISION, job=job_id, approved=False,
+                              reason=exc.reason,
                               spec_sha256=hashlib.sha256(request.spec_toml).hexdigest())
             log.warning("job %s refused: %s", job_id, exc.reason)
             yield self._failure(job_id, Code.POLICY, str(exc))
             return
-        self.audit.append("policy_decision", job=job_id, approved=True, usecase=spec.name,
+        self.audit.append(AuditEvent.POLICY_DECISION, job=job_id, approved=True,
+                          usecase=spec.name,
                           spec_sha256=spec.sha256, parties=list(spec.parties),
                           recipients=list(spec.recipients),
-                          rules=asdict(spec.disclosure.with_floors(floors(self.config, spec))))
+                          rules=asdict(applied_rules(spec.disclosure,
+                                                     [floors(self.config, spec)])))
         with self._lock:
             aborted = job_id in self._aborted  # the abort overtook the submission
             if not aborted:
-                parent, child = self._mp.Pipe()
-                # Not a daemon: a job blinds with a process pool of its own. It still ends
-                # with its worker: its control pipe closes and it exits at once.
-                process = self._mp.Process(target=run_job, name=f"job-{job_id[:8]}",
-                                           args=(child, self.config, request.spec_toml, job_id,
-                                                 coordinator))
-                process.start()
-                child.close()
+                process, parent = self._start_job(self.config, spec, job_id, coordinator)
                 handle = JobHandle(job_id, coordinator, len(spec.parties), process, parent)
                 self.jobs[job_id] = handle
         if aborted:
             reason = "the job was already aborted"
-            self.audit.append("job_aborted", job=job_id, code=Code.ABORTED, reason=reason)
+            self.audit.append(AuditEvent.JOB_ABORTED, job=job_id, code=Code.ABORTED,
+                              reason=reason)
             self.ledger.cancel(job_id)
             yield self._failure(job_id, Code.ABORTED, reason)
             return
@@ -187,7 +217,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         # we yield), the finally clause ends the job process and audits how it ended.
         unfinished = "the coordinator went away"
         try:
-            yield Event(job_id=job_id, party=self.config.name, phase=Event.ACCEPTED)
+            yield Event(job_id=job_id, party=self.config.name, phase=Phase.ACCEPTED.to_proto())
             unfinished = None
             yield from self._relay(handle, context)
         finally:
@@ -212,41 +242,40 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 event = handle.events.get(timeout=0.2)
             except queue.Empty:
                 continue
-            phase = event["phase"]
-            if phase in ("released", "done"):
+            phase = phase_of(event)
+            if phase in (Phase.RELEASED, Phase.DONE):
                 self._record_release(handle.job_id)
-            if phase == "done":  # before the coordinator hears of it: it seals next
+            if phase is Phase.DONE:  # before the coordinator hears of it: it seals next
                 self._finished(handle)
-            if phase == "exited":
+            if phase is Phase.EXITED:
                 handle.abort_reason = "the job process ended unexpectedly"
                 yield self._failure(handle.job_id, Code.INTERNAL, handle.abort_reason)
                 return
             yield self._event(handle.job_id, event)
-            if phase == "failed":
-                self.audit.append("job_aborted", job=handle.job_id, code=event["code"],
-                                  reason=event["message"])
+            if isinstance(event, Failed):
+                self.audit.append(AuditEvent.JOB_ABORTED, job=handle.job_id, code=event.code,
+                                  reason=event.message)
                 handle.audited = True
                 return
-            if phase == "done":  # the job process recorded its own end
+            if phase is Phase.DONE:  # the job process recorded its own end
                 handle.audited = True
                 return
 
-    def _event(self, job_id: str, event: dict[str, Any]) -> Event:
-        phase = event["phase"]
-        msg = Event(job_id=job_id, party=self.config.name, phase=PHASES[phase],
-                    detail=str(event.get("detail", "")))
-        if phase == "ready":
-            msg.endpoint = event["endpoint"]
-            msg.floors.CopyFrom(rules_to_proto(event["floors"]))
-        elif phase == "released":
-            msg.release.keep.CopyFrom(tensor_to_proto(event["keep"]))
-            msg.release.value.CopyFrom(tensor_to_proto(event["value"]))
-            msg.release.nonce = event["nonce"]
-        elif phase == "done":
-            msg.head.CopyFrom(common_pb2.AuditHead(**event["head"].as_dict()))
-        elif phase == "failed":
-            msg.failure.CopyFrom(common_pb2.Failure(party=event["party"], code=event["code"],
-                                                    message=event["message"]))
+    def _event(self, job_id: str, event: JobEvent) -> Event:
+        msg = Event(job_id=job_id, party=self.config.name, phase=phase_of(event).to_proto())
+        if isinstance(event, Progress):
+            msg.detail = event.detail
+        elif isinstance(event, Ready):
+            msg.endpoint = event.endpoint
+            msg.floors.CopyFrom(rules_to_proto(event.floors))
+        elif isinstance(event, ReleaseShares):
+            msg.release.keep.CopyFrom(tensor_to_proto(event.keep))
+            msg.release.value.CopyFrom(tensor_to_proto(event.value))
+            msg.release.nonce = event.nonce
+        elif isinstance(event, Done):
+            msg.head.CopyFrom(common_pb2.AuditHead(**event.head.as_dict()))
+        elif isinstance(event, Failed):
+            msg.failure.CopyFrom(failure_to_proto(event.party, event.code, event.message))
         return msg
 
     def Start(self, request: worker_pb2.StartRequest, context: grpc.ServicerContext
@@ -261,11 +290,11 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         order = StartOrder(endpoints=dict(request.peers), dealer_address=request.dealer_address,
                            rules=rules_from_proto(request.disclosure))
-        self.audit.append("job_start", job=request.job_id, peers=len(order.endpoints),
+        self.audit.append(AuditEvent.JOB_START, job=request.job_id, peers=len(order.endpoints),
                           min_cell=order.rules.min_cell,
                           min_contributors=order.rules.min_contributors,
                           suppress_zero=order.rules.suppress_zero)
-        if not handle.send("start", order):
+        if not handle.send(order):
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the job process has ended")
         return worker_pb2.StartReply()
 
@@ -284,7 +313,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if handle.coordinator == caller and handle.abort_reason is None:
             log.warning("aborting job %s: %s", handle.job_id, reason)
             handle.abort_reason = reason
-            handle.send("abort", reason)
+            handle.send(AbortOrder(reason))
         return worker_pb2.AbortReply()
 
     def Seal(self, request: worker_pb2.SealRequest, context: grpc.ServicerContext
@@ -308,7 +337,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         # This worker holds no federation file, so it has no audit key of the coordinator
         # to check the signature with; `mpc audit verify` checks it against the log.
         pinned = Head(head.member, head.seq, head.hash, head.sig)
-        self.audit.append(MEMBER_HEAD, job=request.job_id, member_role=COORDINATOR_ROLE,
+        self.audit.append(AuditEvent.MEMBER_HEAD, job=request.job_id, member_role=COORDINATOR_ROLE,
                           head=pinned.as_dict())
         return worker_pb2.SealReply()
 
@@ -322,7 +351,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         """Data left this party for this job: its ledger entry becomes permanent."""
         release = self.ledger.commit(job_id)
         if release is not None:
-            self.audit.append(LEDGER_EVENT, **release.fields())
+            self.audit.append(AuditEvent.RELEASE_RECORDED, **release.fields())
 
     def _on_stream_end(self, handle: JobHandle) -> None:
         """gRPC's callback when the Submit stream ends for any reason. A coordinator that
@@ -343,9 +372,9 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             handle.audited = True
         if record:
             log.warning("job %s aborted: %s", handle.job_id, abort_reason)
-            self.audit.append("job_aborted", job=handle.job_id, code=Code.ABORTED,
+            self.audit.append(AuditEvent.JOB_ABORTED, job=handle.job_id, code=Code.ABORTED,
                               reason=abort_reason)
-            handle.send("abort", abort_reason)
+            handle.send(AbortOrder(abort_reason))
         self.ledger.cancel(handle.job_id)  # a no-op once the release is recorded
         handle.kill()
         handle.conn.close()

@@ -19,7 +19,7 @@ def test_entries_are_chained_signed_and_resume_after_restart(tmp_path: Path) -> 
     path = tmp_path / "a.jsonl"
     log = AuditLog(path, key, "hospital_a", "party")
     log.append("service_start", listen="127.0.0.1:1")
-    log.append("job_received", job="j1")
+    log.append("job_received", job="j1", coordinator="coordinator")
     AuditLog(path, key, "hospital_a", "party").append("job_end", job="j1")  # a restart
     entries = read(path)
     assert [e["seq"] for e in entries] == [0, 1, 2]
@@ -38,7 +38,7 @@ def test_a_torn_write_is_ended_and_the_chain_continues(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     log = AuditLog(path, key, "hospital_a", "party")
     log.append("service_start")
-    log.append("job_received", job="j1")
+    log.append("job_received", job="j1", coordinator="coordinator")
     path.write_bytes(path.read_bytes()[:-25])  # a crash in the middle of the second write
     AuditLog(path, key, "hospital_a", "party").append("service_start")  # the restart
     lines = path.read_text().splitlines()

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mpc.config.spec import parse_spec
 from mpc.synth import generate_treatments
 from tests.helpers import plaintext_release, spec_text
+
+pytestmark = pytest.mark.integration  # `mpc demo` runs a federation of processes
 
 
 def mpc(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

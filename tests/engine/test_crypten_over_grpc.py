@@ -8,6 +8,8 @@ import torch
 
 from mpc.testing import LocalPartiesError, run_local_parties
 
+pytestmark = pytest.mark.integration  # a process per party, a dealer server
+
 
 def crypten_program(ctx):  # type: ignore[no-untyped-def]
     """Plain CrypTen, as in its own tests: fixed point, comparisons, matmul, ReLU, max."""

@@ -1,19 +1,20 @@
-"""Commutative blinding: commutativity (inline and through the spawn pool), the hash to the
-group, dummies, refusal of bad points and keys, and the shuffle."""
+"""Commutative blinding: commutativity (inline and through a spawn pool), the pool's
+lifetime, the hash to the group, dummies, refusal of bad points and keys, and the shuffle."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from mpc.engine.rng import random_permutation
 from mpc.protocols import blind as bl
 from mpc.protocols.blind import (
     POINT_BYTES,
+    BlindingPool,
     blind,
     hash_and_blind,
     hash_to_points,
     new_key,
-    permutation,
     random_points,
 )
 
@@ -40,20 +41,34 @@ def test_pool_path_matches_inline_and_commutes() -> None:
     names = ids(n)
     k1, k2 = new_key(), new_key()
     h = hash_to_points(JOB, names)
-    inline = blind(h, k1, workers=1)
-    pooled = blind(h, k1, workers=2)
-    assert bl._pool is not None  # the pool really ran
-    assert pooled == inline
-    assert hash_and_blind(JOB, names, k1, workers=2) == inline
-    assert blind(pooled, k2, workers=2) == blind(blind(h, k2, workers=2), k1, workers=1)
+    inline = blind(h, k1)
+    with BlindingPool(workers=2) as pool:
+        pooled = blind(h, k1, pool=pool)
+        assert pool.started  # the pool really ran
+        assert pooled == inline
+        assert hash_and_blind(JOB, names, k1, pool=pool) == inline
+        assert blind(pooled, k2, pool=pool) == blind(blind(h, k2, pool=pool), k1)
+    assert not pool.started  # the with block ended the workers
+
+
+def test_pool_lifetime() -> None:
+    pool = BlindingPool(workers=2)
+    small = random_points(10)
+    assert blind(small, new_key(), pool=pool)  # small lists are blinded inline...
+    assert not pool.started  # ...so no process is started for them
+    assert BlindingPool(workers=1).workers_for(10 * bl.PARALLEL_MIN) == 1
+    pool.close()
+    pool.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        blind(random_points(bl.PARALLEL_MIN + 1), new_key(), pool=pool)
 
 
 def test_pool_error_names_global_position() -> None:
     h = bytearray(random_points(bl.PARALLEL_MIN + 10))
     bad = bl.PARALLEL_MIN // 2 + 3  # in the second chunk, so the chunk offset must be added
     h[bad * POINT_BYTES: (bad + 1) * POINT_BYTES] = b"\xff" * POINT_BYTES
-    with pytest.raises(ValueError, match=f"position {bad} "):
-        blind(bytes(h), new_key(), workers=2)
+    with BlindingPool(workers=2) as pool, pytest.raises(ValueError, match=f"position {bad} "):
+        blind(bytes(h), new_key(), pool=pool)
 
 
 def test_hash_and_blind_equals_two_steps() -> None:
@@ -104,7 +119,7 @@ def test_bad_lengths_and_keys() -> None:
     with pytest.raises(ValueError):
         blind(pts, b"\xff" * 32)  # above the group order
     with pytest.raises(ValueError):
-        blind(pts, new_key(), workers=0)
+        BlindingPool(workers=0)
     assert blind(b"", new_key()) == b""
     assert hash_to_points(JOB, []) == b""
 
@@ -124,7 +139,21 @@ def test_blinding_hides_points() -> None:
 
 
 def test_permutation() -> None:
-    p, q = permutation(1000), permutation(1000)
+    p, q = random_permutation(1000), random_permutation(1000)
     assert np.array_equal(np.sort(p), np.arange(1000))
     assert not np.array_equal(p, q)
-    assert len(permutation(0)) == 0
+    assert len(random_permutation(0)) == 0
+
+
+def test_blind_imports_nothing_heavy() -> None:
+    """The spawned workers import only blind.py: it must not pull in numpy, torch or the
+    noise samplers."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mpc.protocols.blind; "
+            "print(sorted(m for m in ('numpy', 'torch', 'mpc.protocols.noise', 'randomgen') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -14,6 +14,8 @@ from mpc.transport.peer_mesh import PeerMesh
 from mpc.transport.pki import make_dev_pki
 from mpc.transport.tls import TlsIdentity
 
+pytestmark = pytest.mark.integration  # gRPC servers on loopback sockets
+
 NAMES = ["hospital_a", "hospital_b", "hospital_c"]
 
 

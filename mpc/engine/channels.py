@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import torch
 
@@ -30,7 +30,7 @@ from mpc.errors import EngineError, ProtocolAbort
 # What an object message may hold: transport.codec encodes exactly these, never pickle.
 Plain: TypeAlias = (None | bool | int | float | str | torch.Size | list["Plain"]
                     | tuple["Plain", ...])
-OutcomePart = Literal["shares", "positions", "corrections", "counts"]
+OutcomePart: TypeAlias = str  # a part a kind's dealer part names (mpc/kinds, DealerPart.parts)
 
 _STEP = re.compile(r"[a-z0-9_]+(?:-[a-z0-9_]+)*")
 MAX_NAMESPACE = 48  # the mesh refuses tags over 64 characters; room for "#<counter>"

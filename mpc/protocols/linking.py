@@ -1,6 +1,6 @@
 """The dealer's side of linkage and overlap, and the randomness it shares with parties.
 
-Linkage of a left party A and a right party B (DESIGN.md, "Linkage"):
+Linkage of a left party A and a right party B (README, "Linkage and overlap"):
 1. Each side's padded, shuffled list of blinded pseudonyms is blinded again by the
    other side; the dealer D receives both doubly blinded lists and matches them into
    pairs (i_t, j_t), in random order.

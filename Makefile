@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test test-fast lint protos bench
+.PHONY: install demo test test-fast lint typecheck protos bench
 
 install: $(VENV)/.installed
 
@@ -21,11 +21,15 @@ demo: install
 lint: install
 	$(BIN)/ruff check mpc tests scripts
 
-test: lint
+# What mypy checks, and how strictly, is in pyproject.toml ([tool.mypy]).
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/pytest
 
 # The unit tests only: no processes, servers or network (tests/conftest.py marks them).
-test-fast: lint
+test-fast: lint typecheck
 	$(BIN)/pytest -m "not integration"
 
 protos: install

@@ -37,7 +37,7 @@ class Phase(StrEnum):
         """What people see of the phase."""
         return _LABELS[self]
 
-    def to_proto(self) -> int:
+    def to_proto(self) -> worker_pb2.JobEvent.Phase:
         """The wire value (worker_pb2.JobEvent.Phase); ValueError for a phase that is not
         on the wire."""
         try:
@@ -56,7 +56,7 @@ class Phase(StrEnum):
 # (blinding, matching) shows as the detail of COMPUTING.
 PROTOCOL_PHASES = frozenset({Phase.SHARING, Phase.COMPUTING, Phase.DISCLOSURE})
 
-_TO_WIRE: dict[Phase, int] = {
+_TO_WIRE: dict[Phase, worker_pb2.JobEvent.Phase] = {
     Phase.ACCEPTED: _Wire.ACCEPTED, Phase.LOCAL_TABLE: _Wire.LOCAL_TABLE,
     Phase.READY: _Wire.READY, Phase.CONNECTED: _Wire.CONNECTED,
     Phase.SHARING: _Wire.SHARING, Phase.COMPUTING: _Wire.COMPUTING,

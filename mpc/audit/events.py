@@ -137,8 +137,12 @@ del E
 def check_fields(event: AuditEvent | str, fields: Mapping[str, Any]) -> None:
     """Refuse (AuditError) an entry of a declared event that lacks a required field. A
     plain string of a declared name counts as its member (StrEnum: equal, same hash)."""
-    required = REQUIRED_FIELDS.get(event)  # type: ignore[call-overload]
-    if required is None or required <= fields.keys():
+    try:
+        member = AuditEvent(event)  # the member itself, or the one a declared name names
+    except ValueError:
+        return  # not declared: written as given
+    required = REQUIRED_FIELDS[member]
+    if required <= fields.keys():
         return
     missing = sorted(required - fields.keys())
     raise AuditError(f"audit event {str(event)!r} needs the field(s) {', '.join(missing)}; "

@@ -166,6 +166,7 @@ def _check_heads(logs: dict[str, MemberLog], federation: Federation, report: Rep
     """What others recorded of each log's head must be in that log, exactly: else its end
     was cut, or it was rewritten (re-signed) after they recorded it."""
     recorded: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
+    log: MemberLog | None
     for log in logs.values():
         for e in log.entries:
             for head in _recorded_heads(e):

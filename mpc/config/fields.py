@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from mpc.errors import ConfigError
 
@@ -65,7 +66,7 @@ class Fields:
             raise self.error(key, "must not be empty")
         return value
 
-    def int(self, key: str, default: Any = _MISSING, minimum: int | None = None) -> Any:
+    def int(self, key: builtins.str, default: Any = _MISSING, minimum: int | None = None) -> Any:
         value = self._get(key, default)
         if value is default:
             return value
@@ -75,7 +76,7 @@ class Fields:
             raise self.error(key, f"must be at least {minimum}, got {value}")
         return value
 
-    def float(self, key: str, default: Any = _MISSING) -> Any:
+    def float(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is default:
             return value
@@ -83,14 +84,15 @@ class Fields:
             raise self.error(key, f"expected a number, got {type(value).__name__}")
         return float(value)
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         value = self._get(key, default)
         if value is not default and not isinstance(value, bool):
             raise self.error(key, f"expected true or false, got {value!r}")
         return value
 
-    def str_list(self, key: str, default: Any = _MISSING, *, as_text: bool = False,
-                 non_empty: bool = True, unique: bool = True) -> Any:
+    def str_list(self, key: builtins.str, default: Any = _MISSING, *,
+                 as_text: builtins.bool = False, non_empty: builtins.bool = True,
+                 unique: builtins.bool = True) -> Any:
         """A list of strings; `as_text` also takes numbers and turns them into strings."""
         value = self._get(key, default)
         if value is default:
@@ -111,7 +113,7 @@ class Fields:
             raise self.error(key, f"duplicate entries: {', '.join(dup)}")
         return tuple(out)
 
-    def path(self, key: str, default: Any = _MISSING) -> Any:
+    def path(self, key: builtins.str, default: Any = _MISSING) -> Any:
         """A file path; relative paths are taken from the config file's folder."""
         value = self.str(key, default)
         if value is default or value is None:
@@ -121,7 +123,15 @@ class Fields:
             p = self.base_dir / p
         return p
 
-    def table(self, key: str, default: Any = _MISSING) -> Fields | None:
+    @overload
+    def table(self, key: builtins.str) -> Fields: ...
+
+    @overload
+    def table(self, key: builtins.str, default: None) -> Fields | None: ...
+
+    def table(self, key: builtins.str, default: Any = _MISSING) -> Fields | None:
+        """The sub-table `key`: required without a default (a missing one is an error), None
+        when it is absent and the default is None."""
         value = self._get(key, default)
         if value is default:
             return None if value is None else Fields({}, self._source, self._name(key) + ".",
@@ -130,10 +140,10 @@ class Fields:
             raise self.error(key, f"expected a table, got {type(value).__name__}")
         return Fields(value, self._source, self._name(key) + ".", self.base_dir)
 
-    def names(self) -> list[str]:
+    def names(self) -> list[builtins.str]:
         return list(self._data)
 
-    def raw(self, key: str) -> Any:
+    def raw(self, key: builtins.str) -> Any:
         self._seen.add(key)
         return self._data[key]
 

@@ -165,7 +165,7 @@ def load_party_config(path: Path) -> PartyConfig:
     f = Fields(data, str(path), base_dir=path.parent)
     name = f.str("name")
     listen = host_port(f, "listen")
-    tls = TlsFiles.parse(f.table("tls"))  # type: ignore[arg-type]
+    tls = TlsFiles.parse(f.table("tls"))
     signing = f.table("signing")
     assert signing is not None
     signing_key = signing.path("key")
@@ -184,7 +184,7 @@ def load_party_config(path: Path) -> PartyConfig:
         datasets[ds_name] = DatasetConfig.parse(ds_name, sub)
     if not datasets:
         raise f.error("datasets", "a party needs at least one dataset")
-    policy = Policy.parse(f.table("policy"))  # type: ignore[arg-type]
+    policy = Policy.parse(f.table("policy"))
     peer_host = f.str("peer_host", listen.rpartition(":")[0])
     config = PartyConfig(
         name=name,
@@ -233,7 +233,7 @@ def load_dealer_config(path: Path) -> DealerConfig:
     config = DealerConfig(
         name=f.str("name"),
         listen=host_port(f, "listen"),
-        tls=TlsFiles.parse(f.table("tls")),  # type: ignore[arg-type]
+        tls=TlsFiles.parse(f.table("tls")),
         signing_key=signing.path("key"),
         audit_log=audit.path("log"),
         parties=f.str_list("parties", None),

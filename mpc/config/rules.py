@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Final, Literal
 
 from mpc.config.fields import Fields
 
 MeasureKind = Literal["count", "count_distinct", "sum"]
-COUNT, COUNT_DISTINCT, SUM = "count", "count_distinct", "sum"
+COUNT: Final = "count"
+COUNT_DISTINCT: Final = "count_distinct"
+SUM: Final = "sum"
 
 
 @dataclass(frozen=True)

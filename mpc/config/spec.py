@@ -107,6 +107,8 @@ def load_spec(path: Path) -> UseCaseSpec:
 def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
     f = Fields(parse_toml(raw, source), source)
     name = f.str("name")
+    if name_problem(name):  # it names result folders and policy entries: never a path
+        raise f.error("name", str(name_problem(name)).replace("member name", "use case name"))
     kind_name = f.str("kind")
     kind = KINDS.get(kind_name)
     if kind is None:

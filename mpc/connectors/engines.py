@@ -33,8 +33,12 @@ MAX_LOGGED_VALUES = 10
 class DatasetRequest(Protocol):
     """What a connector's request has in common: whose dataset, and its errors."""
 
-    party: str
-    dataset: str  # dataset name (for error messages)
+    # Read-only: the requests are frozen dataclasses.
+    @property
+    def party(self) -> str: ...
+
+    @property
+    def dataset(self) -> str: ...  # dataset name (for error messages)
 
     def error(self, message: str, column: str | None = None) -> DataError: ...
 

@@ -13,7 +13,8 @@ thread's (see crypten_compat, 5.), so sessions on different threads never share 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch.distributed import ReduceOp
@@ -23,7 +24,17 @@ from mpc.engine.crypten_compat import load_crypten
 from mpc.errors import EngineError, ProtocolAbort
 
 load_crypten()
-from crypten.communicator.communicator import Communicator, _logging  # noqa: E402
+from crypten.communicator.communicator import Communicator  # noqa: E402
+from crypten.communicator.communicator import _logging as _crypten_logging  # noqa: E402
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _logging(method: _Method) -> _Method:
+    """CrypTen's decorator that counts a communicator call's rounds and bytes, typed: the
+    method it wraps keeps its signature (CrypTen's functools.wraps)."""
+    logged: _Method = _crypten_logging(method)
+    return logged
 
 # Above this many elements, all_reduce switches to reduce-scatter + all-gather.
 SPLIT_ALL_REDUCE_ELEMENTS = 32 * 1024
@@ -123,10 +134,11 @@ class GrpcCommunicator(Communicator):
 
     @_logging
     def recv(self, tensor: torch.Tensor, src: int | None = None) -> torch.Tensor:
-        result = self.mesh.recv_tensor(self._check_peer(src), "send")
+        peer = self._check_peer(src)
+        result = self.mesh.recv_tensor(peer, "send")
         if result.shape != tensor.shape or result.dtype != tensor.dtype:
             raise ProtocolAbort(
-                f"party {self.mesh.parties[src]} sent {result.dtype}{tuple(result.shape)}, "
+                f"party {self.mesh.parties[peer]} sent {result.dtype}{tuple(result.shape)}, "
                 f"expected {tensor.dtype}{tuple(tensor.shape)}"
             )
         return result

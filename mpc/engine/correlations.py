@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
+from typing import TypeGuard
 
 import torch
 
@@ -128,25 +129,45 @@ def count_wraps(shares: Sequence[torch.Tensor]) -> torch.Tensor:
     return wraps
 
 
+def is_complete(parts: list[torch.Tensor | None]) -> TypeGuard[list[torch.Tensor]]:
+    """Whether a share has every component (party 0's last filled in from the dealer)."""
+    return all(p is not None for p in parts)
+
+
+def _derived(component: torch.Tensor | None) -> torch.Tensor:
+    """A component a party derives itself: every one but party 0's last."""
+    if component is None:
+        raise AssertionError("only party 0's last component comes from the dealer")
+    return component
+
+
+def _total(shares: Iterable[torch.Tensor]) -> torch.Tensor:
+    """sum() of the parties' shares (at least one: a tensor, never sum()'s start, 0)."""
+    total = sum(shares)
+    if not isinstance(total, torch.Tensor):
+        raise AssertionError("a sum of no shares")
+    return total
+
+
 def correction(req: Request, streams: Sequence[KeyStream]) -> torch.Tensor:
     """Party 0's last component: what makes the parties' shares a valid correlation."""
     req.validate()
     parts = [local_components(req, stream, rank) for rank, stream in enumerate(streams)]
-    others_last = [p[-1] for p in parts[1:]]
+    others_last = [_derived(p[-1]) for p in parts[1:]]
     if req.op == "additive_triple":
-        a = sum(p[0] for p in parts)
-        b = sum(p[1] for p in parts)
-        secret = getattr(torch, req.torch_op)(a, b)
+        a = _total(_derived(p[0]) for p in parts)
+        b = _total(_derived(p[1]) for p in parts)
+        secret: torch.Tensor = getattr(torch, req.torch_op)(a, b)
         return secret - sum(others_last)
     if req.op == "square":
-        r = sum(p[0] for p in parts)
+        r = _total(_derived(p[0]) for p in parts)
         return r * r - sum(others_last)
     if req.op == "binary_triple":
-        a = reduce(torch.bitwise_xor, (p[0] for p in parts))
-        b = reduce(torch.bitwise_xor, (p[1] for p in parts))
+        a = reduce(torch.bitwise_xor, (_derived(p[0]) for p in parts))
+        b = reduce(torch.bitwise_xor, (_derived(p[1]) for p in parts))
         return reduce(torch.bitwise_xor, others_last, a & b)
     if req.op == "wraps":
-        return count_wraps([p[0] for p in parts]) - sum(others_last)
+        return count_wraps([_derived(p[0]) for p in parts]) - sum(others_last)
     # b2a
-    bit = reduce(torch.bitwise_xor, (p[0] for p in parts))
+    bit = reduce(torch.bitwise_xor, (_derived(p[0]) for p in parts))
     return bit - sum(others_last)

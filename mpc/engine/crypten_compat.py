@@ -41,11 +41,14 @@ import types
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mpc.errors import EngineError
+
+if TYPE_CHECKING:
+    from mpc.engine.rng import SequentialStream
 
 CRYPTEN_VERSION = "0.4.1"
 PROVIDER_NAME = "DEALER"
@@ -74,7 +77,7 @@ def load_crypten() -> Any:
         importlib.import_module(name)
     except ImportError:
         stub = types.ModuleType(name)
-        stub.registry = None  # type: ignore[attr-defined]
+        vars(stub)["registry"] = None  # the one name crypten's import reads (a module's dict)
         sys.modules[name] = stub
     import crypten
 
@@ -152,7 +155,7 @@ class ThreadStreams(MutableMapping[Any, Any]):
         return 1 if self.key in self._streams() else 0
 
 
-def _stream_for(generator: Any, device: Any) -> Any:
+def _stream_for(generator: Any, device: Any) -> SequentialStream:
     from mpc.engine.rng import SequentialStream
 
     if device is not None and torch.device(device).type != "cpu":

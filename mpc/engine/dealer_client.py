@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeVar, TypeVarTuple
 
 import grpc
 import torch
@@ -11,7 +12,7 @@ import torch
 from mpc.audit.log import Head
 from mpc.engine.correlations import Request
 from mpc.errors import DealerError
-from mpc.proto import dealer_pb2, dealer_pb2_grpc
+from mpc.proto import common_pb2, dealer_pb2, dealer_pb2_grpc
 from mpc.transport import codec
 from mpc.transport.messages import tensor_from_chunks
 from mpc.transport.tls import TlsIdentity, secure_channel
@@ -26,6 +27,19 @@ OP_TO_PROTO = {
 }
 PROTO_TO_OP = {v: k for k, v in OP_TO_PROTO.items()}
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_T = TypeVar("_T")
+_Args = TypeVarTuple("_Args")
+
+
+class DealerCalls(Protocol):
+    """The dealer service's calls (protos/mpc/proto/dealer.proto), typed: what
+    dealer_pb2_grpc.DealerStub, which protoc generates without annotations, provides."""
+
+    Join: grpc.UnaryUnaryMultiCallable[dealer_pb2.JoinRequest, dealer_pb2.JoinReply]
+    Correlation: grpc.UnaryStreamMultiCallable[dealer_pb2.CorrelationRequest, common_pb2.Tensor]
+    Leave: grpc.UnaryUnaryMultiCallable[dealer_pb2.LeaveRequest, dealer_pb2.LeaveReply]
+    SubmitPoints: grpc.StreamUnaryMultiCallable[dealer_pb2.PointsChunk, dealer_pb2.SubmitReply]
+    FetchOutcome: grpc.UnaryStreamMultiCallable[dealer_pb2.FetchRequest, common_pb2.Tensor]
 
 
 def request_to_proto(job_id: str, req: Request) -> dealer_pb2.CorrelationRequest:
@@ -50,9 +64,9 @@ class DealerClient:
         self.timeout_s = timeout_s
         self.retries = retries
         self._channel = secure_channel(identity, address, dealer_name)
-        self._stub = dealer_pb2_grpc.DealerStub(self._channel)
+        self._stub: DealerCalls = dealer_pb2_grpc.DealerStub(self._channel)
 
-    def _call(self, what: str, fn, *args):  # type: ignore[no-untyped-def]
+    def _call(self, what: str, fn: Callable[[*_Args], _T], *args: *_Args) -> _T:
         for attempt in range(self.retries + 1):
             try:
                 return fn(*args)
@@ -95,7 +109,7 @@ class DealerClient:
         """Hand the dealer a fully blinded list (linkage and overlap), in chunks."""
         count = len(points) // 32
 
-        def chunks():  # type: ignore[no-untyped-def]
+        def chunks() -> Iterator[dealer_pb2.PointsChunk]:
             parts = codec.chunk(points)
             for k, part in enumerate(parts):
                 yield dealer_pb2.PointsChunk(

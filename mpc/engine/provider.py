@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mpc.engine.correlations import Request, local_components
+from mpc.engine.correlations import Request, is_complete, local_components
 from mpc.engine.crypten_compat import load_crypten
 from mpc.engine.rng import KeyStream, as_size
 from mpc.errors import EngineError
@@ -69,8 +69,10 @@ class DealerProvider(TupleProvider):
         if self._rank == 0:
             assert self._fetch is not None
             parts[-1] = self._fetch(req)
+        if not is_complete(parts):
+            raise EngineError(f"correlation request {req.seq} ({op}) is missing a component")
         self.ledger.append(LedgerEntry(req.seq, op, req.output_size()))
-        return parts  # type: ignore[return-value]
+        return parts
 
     # ---- the five correlations CrypTen asks for ----------------------------------------------
     def generate_additive_triple(self, size0: Any, size1: Any, op: str, device: Any = None,

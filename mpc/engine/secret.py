@@ -69,7 +69,8 @@ class Secret:
 
     @property
     def shape(self) -> torch.Size:
-        return self._x.size()
+        size: torch.Size = self._x.size()
+        return size
 
     def sum(self, dim: int | None = None) -> Secret:
         return Secret(self._x.sum() if dim is None else self._x.sum(dim))
@@ -83,7 +84,8 @@ class Secret:
     @property
     def share(self) -> torch.Tensor:
         """This party's share (uniformly random on its own)."""
-        return self._x.share
+        share: torch.Tensor = self._x.share
+        return share
 
 
 class MpcContext:

@@ -239,7 +239,8 @@ def _single_pmf(noise: Noise, x: np.ndarray) -> np.ndarray:
     else:
         log_w = -(x.astype(float) ** 2) / (2 * float(gaussian_sigma2(noise)))
     w = np.exp(log_w)
-    return w / w.sum()
+    pmf: np.ndarray = w / w.sum()
+    return pmf
 
 
 def target_pmf(noise: Noise, world_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -278,4 +279,4 @@ def interval_half_width(noise: Noise, world_size: int, level: float = 0.95) -> i
     folded = pmf[half:].copy()
     folded[1:] += pmf[:half][::-1]
     covered = np.cumsum(folded)
-    return int(min(np.searchsorted(covered, level), half))
+    return min(int(np.searchsorted(covered, level)), half)

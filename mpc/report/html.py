@@ -26,6 +26,7 @@ from mpc.report.table import ReleasedTable
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies; yellow last (faint).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -46,6 +47,7 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
     keep = np.asarray(table.cell_keep, dtype=bool)
     released = np.where(keep, np.asarray(table.cell_value, dtype=np.int64), 0)
     charts, chart_note = _charts(table, keep, released)
+    scalar = table.scalar()  # None: the kind has no scalar
     context: dict[str, Any] = {
         "spec": spec,
         "job_id": table.job_id,
@@ -59,8 +61,8 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
         "suppressed_title": _suppressed_title(rules),
         "cells": len(keep),
         "suppressed_cells": int((~keep).sum()),
-        "scalar": (None if spec.scalar is None else
-                   {"name": kind_of(spec.job).scalar_label, **table.scalar()}),
+        "scalar": (None if scalar is None else
+                   {"name": kind_of(spec.job).scalar_label, **scalar}),
         "rows": [
             {"cells": combo, "suppressed": not k, "value": int(v),
              "shown": f"{int(v):,}" + (f" ± {table.interval}" if table.interval else "")}
@@ -207,6 +209,7 @@ def _charts(table: ReleasedTable, keep: np.ndarray, released: np.ndarray
             return charts, None
         if len(shape) == 2:
             title = f"{spec.name}: {names[0]} by {names[1]}"
+            series: tuple[str, ...] | list[str]
             series, series_title = labels[0], names[0]
             keep2, value2 = keep.reshape(shape), released.reshape(shape)
         else:
@@ -219,7 +222,7 @@ def _charts(table: ReleasedTable, keep: np.ndarray, released: np.ndarray
         return [Chart(title, _svg(fig, "chart1"))], None
 
 
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "path",  # glyphs as paths: the page needs no font from anywhere
     "svg.hashsalt": "mpc-health",  # stable ids: the same release gives the same file
     "text.parse_math": False,  # a category such as "$5" is text, not mathtext
@@ -234,7 +237,7 @@ _STYLE = {
 }
 
 
-def _colour(i: int) -> str:
+def _colour(i: int) -> str | tuple[float, float, float, float]:
     if i < len(PALETTE):
         return PALETTE[i]
     from matplotlib import colormaps

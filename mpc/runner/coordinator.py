@@ -94,6 +94,7 @@ class Coordinator:
                 member = self.federation.party(name)
             except KeyError as exc:
                 raise JobFailed(None, str(exc.args[0])) from None
+            assert member.address is not None  # a party's is required (config/federation.py)
             channel = secure_channel(self.identity, member.address, name)
             parties.append(_Party(name, rank, member.address, channel,
                                   worker_pb2_grpc.WorkerStub(channel)))
@@ -217,8 +218,10 @@ class Coordinator:
         return applied_rules(spec.disclosure, floors)
 
     def _start(self, parties: list[_Party], job_id: str, rules: DisclosureRules) -> None:
+        endpoints = {p.rank: p.endpoint for p in parties if p.endpoint is not None}
+        assert len(endpoints) == len(parties)  # every party is ready, with its endpoint
         order = worker_pb2.StartRequest(
-            job_id=job_id, peers={p.rank: p.endpoint for p in parties},
+            job_id=job_id, peers=endpoints,
             dealer_address=self.federation.dealer.address,
             disclosure=rules_to_proto(rules))
         self._record(AuditEvent.JOB_START, job=job_id, rules=asdict(rules))

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from mpc.phases import Phase, label
 
-STYLES = {Phase.DONE: "green", Phase.RELEASED: "green", Phase.FAILED: "bold red"}
+# Keyed by phase (a StrEnum): the phases parties report arrive as their str values.
+STYLES: dict[str, str] = {Phase.DONE: "green", Phase.RELEASED: "green", Phase.FAILED: "bold red"}
 
 
 class Progress:

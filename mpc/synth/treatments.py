@@ -51,7 +51,7 @@ def _rows_for_patient(rng: np.random.Generator, pseudonym: str) -> list[tuple[st
         # The next line keeps the indication; the product is one used for that indication.
         weights = np.array(_PRODUCT_P) * _INDICATION_P[:, indication]
         rows.append((int(rng.choice(len(PRODUCTS), p=weights / weights.sum())), line + 1))
-    out = []
+    out: list[tuple[str, ...]] = []
     for prod, ln in rows:
         cycles = int(np.clip(rng.poisson(6) + 1, 1, 30))
         out.append((pseudonym, PRODUCTS[prod], INDICATIONS[indication], LINES[ln], str(cycles)))

@@ -233,8 +233,8 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
     def send_object(self, dst: int, obj: Any, tag: str) -> None:
         self._send(dst, Frame.OBJECT, "", (), codec.encode_object(obj), tag)
 
-    def _send(self, dst: int, kind: int, dtype: str, shape: tuple[int, ...], data: bytes,
-              tag: str) -> None:
+    def _send(self, dst: int, kind: peer_pb2.PeerFrame.Kind, dtype: str,
+              shape: tuple[int, ...], data: bytes, tag: str) -> None:
         if dst not in self._outbox:
             raise ProtocolAbort(f"rank {self.rank} cannot send to rank {dst}")
         nonce = os.urandom(32)
@@ -266,6 +266,11 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         try:
             for frame in frames:
                 if frame.kind == Frame.HELLO:
+                    # One HELLO per stream, and only as the answer to our dial: on a stream
+                    # we accepted, the fingerprint comes from the TLS handshake, and a later
+                    # HELLO must not overwrite what the audit log records of the peer.
+                    if r < self.rank or self._up[r]:
+                        raise ProtocolAbort(f"party {name} sent a second HELLO")
                     if frame.job_id != self.job_id or frame.sender != r:
                         raise ProtocolAbort(f"party {name} answered for another job or rank")
                     self.peer_fingerprints[r] = frame.cert_sha256

@@ -12,10 +12,15 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard, get_args
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    PrivateKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mpc.transport.validate import name_problem
@@ -55,6 +60,11 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> byt
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def _can_issue(key: PrivateKeyTypes) -> TypeGuard[CertificateIssuerPrivateKeyTypes]:
+    """Whether x509 signs certificates with `key` (a CA key read from a file)."""
+    return isinstance(key, get_args(CertificateIssuerPrivateKeyTypes))
 
 
 def _name(cn: str, ou: str | None = None) -> x509.Name:
@@ -109,6 +119,9 @@ def issue_member(
         raise ValueError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
     ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+    if not _can_issue(ca_key):  # (x509's sign() would refuse it, with the same exception)
+        raise TypeError(f"CA key {ca_key_path} cannot sign certificates "
+                        f"({type(ca_key).__name__})")
     key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     cert = (
@@ -126,7 +139,7 @@ def issue_member(
                                    ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(ca_key, hashes.SHA256())
     )
     cert_path, key_path = out_dir / f"{name}.pem", out_dir / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -137,7 +137,9 @@ def peer_identity(context: grpc.ServicerContext) -> PeerIdentity:
     pem = auth.get("x509_pem_cert")
     if not pem:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "a client certificate is required")
-    info = cert_info(pem[0])
+    # types-grpcio types auth_context() as Mapping[str, bytes]; grpc documents (and returns)
+    # a list of values per property, here the PEM certificate chain: pem[0] is bytes.
+    info = cert_info(pem[0])  # type: ignore[arg-type]
     problem = name_problem(info.name)
     if problem:  # the name goes into logs and audit entries: only well-formed ones do
         log.warning("refused a call from %s (certificate %s…): %s", context.peer(),

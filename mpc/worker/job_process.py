@@ -233,7 +233,8 @@ def _exchange_heads(mesh: PeerMesh, audit: JobRecorder) -> None:
     heads = []
     for r in mesh.peers:
         head = mesh.recv_object(r, "audit/head")
-        if not (isinstance(head, list) and len(head) == 4 and isinstance(head[1], int)
+        if not (isinstance(head, list) and len(head) == 4
+                and isinstance(head[1], int) and not isinstance(head[1], bool)
                 and all(isinstance(x, str) for x in (head[0], head[2], head[3]))
                 and head_problem(*head) is None):
             raise ProtocolAbort(f"party {mesh.parties[r]} sent a malformed log head")

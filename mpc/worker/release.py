@@ -57,6 +57,7 @@ def open_to_recipients(mpc: MpcContext, job: JobContext, released: Released,
         keep = mpc.open_to(released.keep, dst)
         value = mpc.open_to(released.value, dst)
         if dst == job.rank:
+            assert keep is not None and value is not None  # opened to this party
             kept, values = reconstruct([keep], [value], spec.released_size)
             result = ReleasedTable.post_process(spec, job.rules, job.job_id, kept, values)
             job.audit.add(AuditEvent.RESULT, **result.audit_fields())

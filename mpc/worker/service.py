@@ -215,7 +215,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         log.info("job %s (%s) accepted from %s", job_id, spec.name, coordinator)
         # Whatever ends this stream (job end, abort, a coordinator that hangs up while
         # we yield), the finally clause ends the job process and audits how it ended.
-        unfinished = "the coordinator went away"
+        unfinished: str | None = "the coordinator went away"
         try:
             yield Event(job_id=job_id, party=self.config.name, phase=Phase.ACCEPTED.to_proto())
             unfinished = None
@@ -301,8 +301,9 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     def Abort(self, request: worker_pb2.AbortRequest, context: grpc.ServicerContext
               ) -> worker_pb2.AbortReply:  # noqa: N802
         caller = require_peer(context, ["coordinator"]).name
-        if job_id_problem(request.job_id):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, job_id_problem(request.job_id))
+        problem = job_id_problem(request.job_id)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         reason = (request.reason or "aborted by the coordinator")[:MAX_REASON]
         with self._lock:
             handle = self.jobs.get(request.job_id)
@@ -371,6 +372,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             record = abort_reason is not None and not handle.audited
             handle.audited = True
         if record:
+            assert abort_reason is not None  # (record says so)
             log.warning("job %s aborted: %s", handle.job_id, abort_reason)
             self.audit.append(AuditEvent.JOB_ABORTED, job=handle.job_id, code=Code.ABORTED,
                               reason=abort_reason)

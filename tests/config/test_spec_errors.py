@@ -643,3 +643,14 @@ def test_pad_to_may_be_the_largest_list_bound(kind: str) -> None:
     spec = parse_spec(edited(BASES[kind], ("pad_to = 10000", "pad_to = 10_000_000")))
     assert spec.kind == kind
     assert parse_spec(edited(BASES[kind], ("pad_to = 10000", "pad_to = 1"))).kind == kind
+
+
+@pytest.mark.parametrize("name", ["../outside", "/abs", "a/b", "Upper", ""])
+def test_a_use_case_name_is_never_a_path(name: str) -> None:
+    """The name becomes the coordinator's result folder: refused unless it is a plain name."""
+    base = b'name = "ok"\nkind = "aggregate"\nparties = ["a", "b"]\n[input]\ndataset = "d"\n' \
+        b'[aggregate]\ngroup_by = ["x"]\n[categories]\nx = ["1"]\n'
+    assert parse_spec(base).name == "ok"
+    with pytest.raises(ConfigError) as refused:
+        parse_spec(base.replace(b'"ok"', f'"{name}"'.encode()))
+    assert refused.value.field == "name"

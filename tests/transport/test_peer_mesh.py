@@ -91,3 +91,21 @@ def test_a_certificate_outside_the_job_cannot_join(pki: Path) -> None:
     assert "cannot reach the job endpoint of hospital_b" in str(refused.value)
     assert "PERMISSION_DENIED" in str(refused.value)
     assert "certificate of 'outsider'" in str(refused.value)
+
+
+def test_a_later_hello_cannot_change_the_recorded_fingerprint(pki: Path) -> None:
+    """The accepting side records the fingerprint of the certificate the peer presented in
+    the TLS handshake (it goes into the audit log); a forged HELLO after the handshake is a
+    protocol violation, never a new fingerprint."""
+    from mpc.transport.peer_mesh import Frame
+
+    a, b = meshes(pki, NAMES[:2])  # rank 0 dials rank 1: b accepted a's stream
+    presented = b.peer_fingerprints[0]
+    assert presented == ident(pki, NAMES[0]).fingerprint
+    a._outbox[1].put(Frame(kind=Frame.HELLO, job_id="job-test-0001", sender=0,
+                           cert_sha256="f" * 64))
+    with pytest.raises(ProtocolAbort, match="hospital_a sent a second HELLO"):
+        b.recv_tensor(0, "x")
+    assert b.peer_fingerprints[0] == presented
+    a.close(grace_s=0.1)
+    b.close(grace_s=0.1)

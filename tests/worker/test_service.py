@@ -393,6 +393,20 @@ def test_a_failure_of_the_job_is_relayed_with_its_origin_and_audited_once(
     assert job.orders() == [] and not job.killed  # it ended itself; nothing to abort
 
 
+def test_a_release_is_recorded_when_it_leaves_even_if_the_job_fails_later(
+        world: World) -> None:
+    stream, job = accepted(world)
+    share = np.zeros(9, dtype=np.int64)
+    job.emit(ReleaseShares(share, share, b"n" * 16))
+    assert phase(next(stream)) is Phase.RELEASED
+    assert world.events()[-1] == AuditEvent.RELEASE_RECORDED  # before the job ends
+    job.emit(Failed(Code.LOST, "hospital_b", "hospital_a lost the connection to hospital_b"))
+    job.exit()
+    assert [failure(e)[1] for e in stream] == [Code.LOST]
+    assert world.events().count(AuditEvent.RELEASE_RECORDED) == 1
+    assert world.events()[-1] == AuditEvent.JOB_ABORTED
+
+
 def test_a_job_process_that_ends_unannounced_is_an_internal_failure(world: World) -> None:
     stream, job = accepted(world)
     job.emit(Progress(Phase.LOCAL_TABLE, "9 cells"))
@@ -573,7 +587,7 @@ def test_the_end_of_a_finished_stream_aborts_nothing(world: World) -> None:
 
 # ---- Start --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("peers", "dealer", "rules", "problem"), [
+@pytest.mark.parametrize(("peers", "dealer_address", "rules", "problem"), [
     ({0: ENDPOINTS[0], 1: ENDPOINTS[1]}, DEALER, None,
      "the order names ranks [0, 1], expected 0 to 2"),
     ({**ENDPOINTS, 3: "127.0.0.1:9103"}, DEALER, None,
@@ -587,12 +601,13 @@ def test_the_end_of_a_finished_stream_aborts_nothing(world: World) -> None:
     (ENDPOINTS, DEALER, DisclosureRules(min_cell=0, min_contributors=2),
      "disclosure rules out of range (min_cell 0, min_contributors 2)"),
 ])
-def test_a_malformed_start_order_is_refused(world: World, peers: dict[int, str], dealer: str,
+def test_a_malformed_start_order_is_refused(world: World, peers: dict[int, str],
+                                            dealer_address: str,
                                             rules: DisclosureRules | None,
                                             problem: str) -> None:
     accepted(world)
     with pytest.raises(Aborted) as err:
-        world.start(peers=peers, dealer=dealer, rules=rules)
+        world.start(peers=peers, dealer=dealer_address, rules=rules)
     assert (err.value.code, err.value.details) == (grpc.StatusCode.INVALID_ARGUMENT, problem)
     assert world.jobs[0].orders() == []
     assert AuditEvent.JOB_START not in world.events()

@@ -12,7 +12,7 @@ from mpc.config.rules import DisclosureRules, Measure, Noise, parse_noise
 from mpc.config.scope import Filters, Reduce, Window
 from mpc.errors import ConfigError
 from mpc.kinds import KINDS, Section
-from mpc.transport.validate import name_problem
+from mpc.transport.validate import name_problem, usecase_problem
 
 # Re-exported: most modules take the spec's pieces from here.
 __all__ = ["COORDINATOR", "DisclosureRules", "Measure", "Noise", "Reduce", "UseCaseSpec",
@@ -107,8 +107,8 @@ def load_spec(path: Path) -> UseCaseSpec:
 def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
     f = Fields(parse_toml(raw, source), source)
     name = f.str("name")
-    if name_problem(name):  # it names result folders and policy entries: never a path
-        raise f.error("name", str(name_problem(name)).replace("member name", "use case name"))
+    if usecase_problem(name):  # it names the result folder: never a path
+        raise f.error("name", str(usecase_problem(name)))
     kind_name = f.str("kind")
     kind = KINDS.get(kind_name)
     if kind is None:

@@ -15,6 +15,7 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _HOST = re.compile(r"[A-Za-z0-9.\-\[\]:_]{1,253}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SIGNATURE = re.compile(r"[A-Za-z0-9+/]{86}==")  # an Ed25519 signature in base64
+USECASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # a use case: a file name, never a path
 MAX_REASON = 500
 MAX_SEQ = 2**63 - 1
 
@@ -22,6 +23,16 @@ MAX_SEQ = 2**63 - 1
 def job_id_problem(job_id: str) -> str | None:
     if not JOB_ID.fullmatch(job_id):
         return "malformed job id (8 to 64 letters, digits, '-' or '_')"
+    return None
+
+
+def usecase_problem(name: str) -> str | None:
+    """None if `name` is a well-formed use case name (it names the coordinator's result
+    folder); else why not."""
+    if not USECASE.fullmatch(name):
+        shown = repr(name[:40]) + ("…" if len(name) > 40 else "")
+        return (f"malformed use case name {shown}: 1 to 128 letters, digits, '_', '.' or "
+                "'-', starting with a letter or digit")
     return None
 
 

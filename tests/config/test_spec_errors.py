@@ -645,7 +645,7 @@ def test_pad_to_may_be_the_largest_list_bound(kind: str) -> None:
     assert parse_spec(edited(BASES[kind], ("pad_to = 10000", "pad_to = 1"))).kind == kind
 
 
-@pytest.mark.parametrize("name", ["../outside", "/abs", "a/b", "Upper", ""])
+@pytest.mark.parametrize("name", ["../outside", "/abs", "a/b", ".hidden", "", "a" * 129])
 def test_a_use_case_name_is_never_a_path(name: str) -> None:
     """The name becomes the coordinator's result folder: refused unless it is a plain name."""
     base = b'name = "ok"\nkind = "aggregate"\nparties = ["a", "b"]\n[input]\ndataset = "d"\n' \

@@ -471,11 +471,8 @@ def receiver_sees(body: list[Frame]) -> Outcome:
     me, them = "hospital_b", f"party {ME}"
     expected_seq, current = 0, None
     for frame in body:
-        if frame.kind == Frame.HELLO:
-            if frame.job_id != JOB or frame.sender != 0:
-                return Outcome(error=ProtocolAbort,
-                               message=f"{them} answered for another job or rank")
-            continue
+        if frame.kind == Frame.HELLO:  # the stream's HELLO was the first frame: no other
+            return Outcome(error=ProtocolAbort, message=f"{them} sent a second HELLO")
         if frame.kind == Frame.ABORT:
             return Outcome(error=PeerAbort, message=f"{ME} aborted the job: no reason given")
         if frame.kind == Frame.CLOSE:

@@ -91,6 +91,14 @@ def parse_filters(inp: Fields) -> Filters:
     return filters
 
 
+def parse_input(f: Fields) -> tuple[str, Window | None, Filters]:
+    """The job's `[input]` table: the dataset, and the window and filters of its rows."""
+    inp = f.table("input")
+    dataset, window, filters = inp.str("dataset"), parse_window(inp), parse_filters(inp)
+    inp.done()
+    return dataset, window, filters
+
+
 def parse_categories(f: Fields, group_by: tuple[str, ...], extra: str) -> Categories:
     """The `[categories]` list of every group column, in group_by order; `extra` says what
     a column listed there should have been."""

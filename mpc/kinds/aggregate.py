@@ -11,14 +11,11 @@ from typing import TYPE_CHECKING, Any
 from mpc.config.fields import Fields
 from mpc.config.rules import COUNT, COUNT_DISTINCT, DisclosureRules, Measure
 from mpc.config.scope import (
-    Filters,
-    Window,
     check_filters,
     parse_categories,
-    parse_filters,
-    parse_window,
+    parse_input,
 )
-from mpc.kinds.base import JobContext, JobKind, LocalInput, Section
+from mpc.kinds.base import InputSection, JobContext, JobKind, LocalInput
 
 if TYPE_CHECKING:
     import torch
@@ -31,17 +28,8 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AggregateJob(Section):
+class AggregateJob(InputSection):
     kind = "aggregate"
-    dataset: str
-    window: Window | None = None
-    filters: Filters = ()
-
-    def dataset_of(self, party: str) -> str:
-        return self.dataset
-
-    def scope_of(self, party: str) -> tuple[Window | None, Filters]:
-        return self.window, self.filters
 
 
 @dataclass(frozen=True)
@@ -55,10 +43,7 @@ class Aggregate(JobKind):
     takes_contributor_rule = True
 
     def parse(self, f: Fields, parties: tuple[str, ...]) -> AggregateJob:
-        inp = f.table("input")
-        assert inp is not None
-        dataset, window, filters = inp.str("dataset"), parse_window(inp), parse_filters(inp)
-        inp.done()
+        dataset, window, filters = parse_input(f)
         agg = f.table("aggregate")
         assert agg is not None
         group_by = agg.str_list("group_by")

@@ -69,6 +69,22 @@ class Section:
         return {}
 
 
+@dataclass(frozen=True, kw_only=True)
+class InputSection(Section):
+    """A section that reads every party's rows of one dataset, in the job's `[input]`
+    scope (the same for every party)."""
+
+    dataset: str
+    window: Window | None = None
+    filters: Filters = ()
+
+    def dataset_of(self, party: str) -> str:
+        return self.dataset
+
+    def scope_of(self, party: str) -> tuple[Window | None, Filters]:
+        return self.window, self.filters
+
+
 @dataclass(frozen=True)
 class PersonList:
     key: str  # the column that identifies a person

@@ -14,14 +14,18 @@ from mpc.config.fields import Fields
 from mpc.config.rules import DisclosureRules
 from mpc.config.scope import (
     MAX_PAD,
-    Filters,
-    Window,
     check_filters,
-    parse_filters,
+    parse_input,
     parse_pad_to,
-    parse_window,
 )
-from mpc.kinds.base import DealerPart, JobContext, JobKind, LocalInput, PersonList, Section
+from mpc.kinds.base import (
+    DealerPart,
+    InputSection,
+    JobContext,
+    JobKind,
+    LocalInput,
+    PersonList,
+)
 from mpc.kinds.persons import read_persons
 
 if TYPE_CHECKING:
@@ -37,19 +41,10 @@ ORIGIN = "origin:"  # list "origin:r" is rank r's list, blinded by every party
 
 
 @dataclass(frozen=True, kw_only=True)
-class OverlapJob(Section):
+class OverlapJob(InputSection):
     kind = "overlap"
-    dataset: str
     key: str
     pad_to: int
-    window: Window | None = None
-    filters: Filters = ()
-
-    def dataset_of(self, party: str) -> str:
-        return self.dataset
-
-    def scope_of(self, party: str) -> tuple[Window | None, Filters]:
-        return self.window, self.filters
 
     def persons(self) -> PersonList:
         return PersonList(self.key, self.pad_to)
@@ -92,10 +87,7 @@ class Overlap(JobKind):
     dealer = _Histogram(parts=("counts",))
 
     def parse(self, f: Fields, parties: tuple[str, ...]) -> OverlapJob:
-        inp = f.table("input")
-        assert inp is not None
-        dataset, window, filters = inp.str("dataset"), parse_window(inp), parse_filters(inp)
-        inp.done()
+        dataset, window, filters = parse_input(f)
         table = f.table("overlap")
         assert table is not None
         key, pad_to = table.str("key"), parse_pad_to(table)

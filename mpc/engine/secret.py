@@ -19,6 +19,7 @@ load_crypten()
 import crypten  # noqa: E402
 from crypten.mpc import MPCTensor  # noqa: E402
 from crypten.mpc.primitives import ArithmeticSharedTensor  # noqa: E402
+from crypten.mpc.ptype import ptype as Ptype  # noqa: E402
 
 Public = int | torch.Tensor
 
@@ -74,6 +75,32 @@ class Secret:
 
     def sum(self, dim: int | None = None) -> Secret:
         return Secret(self._x.sum() if dim is None else self._x.sum(dim))
+
+    def cumsum(self, dim: int) -> Secret:
+        """Running sums along `dim` (local: no communication)."""
+        return Secret(self._x.cumsum(dim))
+
+    def reshape(self, *shape: int) -> Secret:
+        return Secret(self._x.reshape(*shape))
+
+    def unsqueeze(self, dim: int) -> Secret:
+        return Secret(self._x.unsqueeze(dim))
+
+    def expand(self, *shape: int) -> Secret:
+        return Secret(self._x.expand(*shape))
+
+    def shift_right(self, bits: int, width: int) -> Secret:
+        """floor(x / 2**bits), exactly, for 0 <= x < 2**(bits + width): the shares are
+        converted to XOR sharing, shifted there (local) and converted back keeping `width`
+        bits. The cost of one comparison; CrypTen's own division by a public integer is
+        probabilistic with two parties."""
+        if bits < 0 or not 0 < width <= 62 - bits:
+            raise EngineError(f"cannot shift by {bits} keeping {width} bits")
+        binary = self._x._to_ptype(Ptype.binary)
+        binary.share >>= bits
+        result = binary._to_ptype(Ptype.arithmetic, precision=0, bits=width)
+        result.encoder._scale = 1
+        return Secret(result)
 
     def nonnegative(self) -> Secret:
         """1 where the value is >= 0, else 0 (a secret comparison: ~50 rounds, batched)."""

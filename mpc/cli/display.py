@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mpc.kinds import kind_of
@@ -23,21 +24,28 @@ def print_released(table: ReleasedTable, console: Console) -> None:
                  f"values within ± {table.interval}; min_cell {table.rules.min_cell}")
     title = f"{spec.name}: {kind.terminal_title(spec)} by {', '.join(spec.group_by)}"
     rich_table = Table(title=title,
-                       caption=f"suppressed: {table.suppressed_cells} of {spec.cells} cells "
-                               f"({rules})")
-    for column in spec.group_by:
-        rich_table.add_column(column)
-    rich_table.add_column("value", justify="right")
-    rows = table.rows()
+                       caption=f"suppressed: {table.suppressed_cells} of {spec.cells} "
+                               f"{kind.row_words} ({rules})")
+    columns, rows = next(iter(table.files().values()))
+    shown = [c for c in columns if c != "suppressed"]
+    for column in shown:
+        rich_table.add_column(column, justify="left" if column in spec.group_by else "right")
     for row in rows[:MAX_ROWS]:
-        value = "[dim]suppressed[/dim]" if row["suppressed"] else str(row["value"])
-        if table.interval and not row["suppressed"]:
-            value += f" ± {table.interval}"
-        rich_table.add_row(*(str(row[c]) for c in spec.group_by), value)
+        cells = []
+        for column in shown:
+            value = row[column]
+            if column in spec.group_by:
+                cells.append(escape(str(value)))
+            elif row["suppressed"] or value is None:
+                cells.append("[dim]suppressed[/dim]" if row["suppressed"] else "[dim]-[/dim]")
+            else:
+                interval = f" ± {table.interval}" if table.interval else ""
+                cells.append(escape(str(value)) + interval)
+        rich_table.add_row(*cells)
     console.print(rich_table)
     scalar = table.scalar()
     if scalar is not None:
-        shown = "suppressed" if scalar["suppressed"] else f"{scalar['value']:,}"
-        console.print(f"{spec.scalar} persons: {shown}")
+        said = "suppressed" if scalar["suppressed"] else f"{scalar['value']:,}"
+        console.print(f"{spec.scalar} persons: {said}")
     if len(rows) > MAX_ROWS:
         console.print(f"... {len(rows) - MAX_ROWS} more rows in result.csv")

@@ -143,9 +143,9 @@ class Fields:
     def names(self) -> list[builtins.str]:
         return list(self._data)
 
-    def raw(self, key: builtins.str) -> Any:
-        self._seen.add(key)
-        return self._data[key]
+    def raw(self, key: builtins.str, default: Any = _MISSING) -> Any:
+        """The value as TOML gave it (required unless a default is given)."""
+        return self._get(key, default)
 
     def done(self) -> None:
         unknown = sorted(set(self._data) - self._seen)

@@ -58,8 +58,8 @@ class UseCaseSpec:
 
     @property
     def released_size(self) -> int:
-        """How many values a release holds: the cells, then the scalar if any."""
-        return self.cells + (1 if self.scalar else 0)
+        """How many values a release holds (the kind's layout)."""
+        return KINDS[self.kind].released_size(self)
 
     def scope_of(self, party: str) -> tuple[Window | None, Filters]:
         """The window and filters applied to `party`'s rows."""
@@ -151,6 +151,8 @@ def parse_spec(raw: bytes, source: str = "<spec>") -> UseCaseSpec:
                 (noise is not None and not kind.takes_noise):
             raise disc.error("min_contributors" if noise is None else "noise",
                              f"{kind.name} jobs take min_cell, suppress_zero and round_to only")
+        if round_to > 1 and not kind.takes_rounding:
+            raise disc.error("round_to", f"{kind.name} jobs release no values to round")
         disc.done()
     if f.has("family"):
         raise f.error("family", "no longer a spec field: the release ledger compares every "

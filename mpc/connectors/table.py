@@ -64,6 +64,9 @@ class TableRequest:
     max_rows_per_person: int | None = None  # the party's contribution bound
     max_persons: int | None = None  # the party's list bound, checked on the whole dataset
     clip: Clip | None = None  # the party's range for each summed value
+    # Columns a row must have a value in to count at all (a distribution's measure and
+    # censoring flag); read alongside the group columns.
+    value_columns: tuple[str, ...] = ()
 
     @classmethod
     def from_spec(cls, spec: UseCaseSpec, party: str,
@@ -112,10 +115,11 @@ def compute_local_table(dataset: DatasetConfig, request: TableRequest) -> LocalT
 # --- shared helpers -----------------------------------------------------------------
 
 
-def _needed_columns(request: TableRequest) -> list[str]:
+def needed_columns(request: TableRequest) -> list[str]:
     needed = list(request.group_by)
     if request.measure.column is not None:
         needed.append(request.measure.column)
+    needed += request.value_columns
     if request.window is not None:
         needed.append(request.window.column)
     needed += [column for column, _ in request.filters]
@@ -155,14 +159,14 @@ def _as_int(value: Any, request: TableRequest) -> int:
 
 def _groups(dataset: DatasetConfig, request: TableRequest) -> list[tuple[Any, ...]]:
     with open_source(dataset, request, text_columns=request.group_by) as source:
-        check_columns(request, source, _needed_columns(request))
+        check_columns(request, source, needed_columns(request))
         if request.person_key is not None and request.max_persons is not None:
             check_list_bound(request, source, request.person_key, request.max_persons)
         if not source.run(f"SELECT 1 FROM {source.relation} LIMIT 1"):
             return []  # an empty dataset (a CSV file may then type every column as text)
         if request.measure.kind == "sum":
             _check_integer(request, source)
-        _log_left_out(request, source)
+        log_left_out(request, source)
         return source.run(_group_query(request, source))
 
 
@@ -172,12 +176,14 @@ def _scope(request: TableRequest, source: Source) -> list[str]:
 
 def _fits(request: TableRequest, source: Source) -> list[str]:
     """Conditions a row must meet to be counted at all: a listed category in every group
-    column (which leaves out nulls), a person key where contributions are bounded, and an
-    integer where SQLite stores values of any type in a summed column."""
+    column (which leaves out nulls), a person key where contributions are bounded, a value
+    in every value column, and an integer where SQLite stores values of any type in a
+    summed column."""
     conditions = [in_values(source, column, values) for column, values in request.categories]
     if request.bounded:
         assert request.person_key is not None
         conditions.append(f"{source.quote(request.person_key)} IS NOT NULL")
+    conditions += [f"{source.quote(c)} IS NOT NULL" for c in request.value_columns]
     if request.measure.kind == "sum" and source.dialect == "sqlite":
         assert request.measure.column is not None
         conditions.append(f"typeof({source.quote(request.measure.column)}) "
@@ -185,19 +191,20 @@ def _fits(request: TableRequest, source: Source) -> list[str]:
     return conditions
 
 
-def _rows(request: TableRequest, source: Source) -> str:
+def counted_rows(request: TableRequest, source: Source) -> str:
     """The rows that count: in scope, fitting, and at most max_rows_per_person of each
     person (the first ones in the order of their group values, so a repeat of the same
     query keeps the same rows)."""
     quote = source.quote
-    columns = ", ".join(quote(c) for c in _needed_columns(request))
+    columns = ", ".join(quote(c) for c in needed_columns(request))
     where = where_clause(_scope(request, source) + _fits(request, source))
     if not request.bounded:
         return f"(SELECT {columns} FROM {source.relation}{where}) AS counted"
     assert request.person_key is not None
     order = ", ".join(quote(c) for c in [*request.group_by, *([request.measure.column]
                                                               if request.measure.column
-                                                              else [])])
+                                                              else []),
+                                         *request.value_columns])
     ranked = (f"SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY "
               f"{quote(request.person_key)} ORDER BY {order}) AS person_row "
               f"FROM {source.relation}{where}")
@@ -223,13 +230,13 @@ def _group_query(request: TableRequest, source: Source) -> str:
         else:
             value = f"SUM({col})"
     select = ", ".join([*keys, "COUNT(*) AS n_rows", f"{value} AS value"])
-    sql = f"SELECT {select} FROM {_rows(request, source)}"
+    sql = f"SELECT {select} FROM {counted_rows(request, source)}"
     if keys:
         sql += " GROUP BY " + ", ".join(keys)
     return sql
 
 
-def _log_left_out(request: TableRequest, source: Source) -> None:
+def log_left_out(request: TableRequest, source: Source) -> None:
     """Tell this party's operator (never the coordinator) which rows in scope no cell
     counts. The same statements run whatever the data holds."""
     scope = _scope(request, source)
@@ -237,7 +244,7 @@ def _log_left_out(request: TableRequest, source: Source) -> None:
     total, fitting = source.run(
         f"SELECT COUNT(*), COUNT(CASE WHEN {fits} THEN 1 END) FROM {source.relation}"
         f"{where_clause(scope)}")[0]
-    counted = source.run(f"SELECT COUNT(*) FROM {_rows(request, source)}")[0][0]
+    counted = source.run(f"SELECT COUNT(*) FROM {counted_rows(request, source)}")[0][0]
     if total != counted:
         log.warning("%s: dataset %r: %d rows in this job's scope are left out of every "
                     "cell: %d outside the categories or with nulls (or a missing person "

@@ -6,10 +6,10 @@ its KIND to `_ALL` below. Nothing else in the code names a kind.
 
 from __future__ import annotations
 
-from mpc.kinds import aggregate, linkage, overlap
+from mpc.kinds import aggregate, distribution, linkage, overlap
 from mpc.kinds.base import DealerPart, JobContext, JobKind, LocalInput, PersonList, Section
 
-_ALL: tuple[JobKind, ...] = (aggregate.KIND, linkage.KIND, overlap.KIND)
+_ALL: tuple[JobKind, ...] = (aggregate.KIND, linkage.KIND, overlap.KIND, distribution.KIND)
 KINDS: dict[str, JobKind] = {kind.name: kind for kind in _ALL}
 # The dealer serves each outcome part for the one kind that declares it.
 DEALER_PARTS: dict[str, tuple[DealerPart, int]] = {

@@ -21,13 +21,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from mpc.config.fields import Fields
 from mpc.config.rules import COUNT, DisclosureRules, Measure
 from mpc.config.scope import Categories, Filters, Window
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from mpc.audit.recorder import JobRecorder
@@ -83,6 +84,18 @@ class InputSection(Section):
 
     def scope_of(self, party: str) -> tuple[Window | None, Filters]:
         return self.window, self.filters
+
+
+class Opened(Protocol):
+    """A release as its recipient opened it (report/table.py's ReleasedTable): the kind
+    lays out its result files from it."""
+
+    @property
+    def spec(self) -> UseCaseSpec: ...
+    @property
+    def keep(self) -> np.ndarray: ...
+    @property
+    def value(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,8 @@ class JobKind(ABC):
     takes_noise: ClassVar[bool] = False  # [disclosure.noise]
     takes_contributor_rule: ClassVar[bool] = False  # min_contributors > 1
     suppress_zero_default: ClassVar[bool] = False
+    takes_rounding: ClassVar[bool] = True  # [disclosure] round_to applies to every value
+    row_words: ClassVar[str] = "cells"  # what a row of result.csv is
     dealer: ClassVar[DealerPart | None] = None
 
     @abstractmethod
@@ -171,6 +186,24 @@ class JobKind(ABC):
     @abstractmethod
     def compute(self, mpc: MpcContext, job: JobContext, prepared: Any) -> Released:
         """Inside the engine session: the secret shares of what may be released."""
+
+    def released_size(self, spec: UseCaseSpec) -> int:
+        """How many values a release holds (default: the cells, then the scalar if any)."""
+        return spec.cells + (1 if self.scalar else 0)
+
+    def result_files(self, table: Opened) -> dict[str, tuple[list[str],
+                                                                   list[dict[str, Any]]]]:
+        """The CSV files a recipient writes, file name -> (columns, rows); the first is the
+        result. Default: result.csv with one row per cell, its value or None."""
+        spec = table.spec
+        rows = []
+        for combo, keep, value in zip(spec.category_rows(), table.keep[: spec.cells],
+                                      table.value[: spec.cells], strict=True):
+            row: dict[str, Any] = dict(zip(spec.group_by, combo, strict=True))
+            row["value"] = int(value) if keep else None
+            row["suppressed"] = not bool(keep)
+            rows.append(row)
+        return {"result.csv": ([*spec.group_by, "value", "suppressed"], rows)}
 
     @abstractmethod
     def measure_words(self, spec: UseCaseSpec) -> str:

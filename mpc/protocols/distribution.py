@@ -16,10 +16,11 @@ bin count and no party's numbers are ever opened. Per group, what may be opened 
 - each requested quantile q: its bin b, the first bin at whose right edge the curve has
   fallen to 1 - q or below (without censoring: the first bin whose cumulative count
   reaches q*n), and a value interpolated linearly in the curve inside that bin:
-      t = e_b + floor(w_b * (S(e_b) - (1 - q)) / (S(e_b) - S(e_{b+1}))),  w_b = e_{b+1} - e_b
-  (without censoring this is the grouped-data formula e_b + w_b (q n - F_{b-1}) / h_b, in
-  exact integers). b = m means the curve stays above 1 - q at e_m ("not reached"; without
-  censoring: the quantile lies at or beyond e_m); its value is then e_m. A quantile is
+      t = e_b + w_b * (S(e_b) - (1 - q)) / (S(e_b) - S(e_{b+1})),  w_b = e_{b+1} - e_b,
+  rounded to the nearest day (halves up); without censoring this is the grouped-data
+  formula e_b + w_b (q n - F_{b-1}) / h_b, in exact integers. b = m means the curve stays
+  above 1 - q at e_m ("not reached"; without censoring: the quantile lies at or beyond
+  e_m); its value is then e_m. A quantile is
   released only where the curve it is read from is: the group passes the rules and the
   number at risk at e_b (the start of its bin) reaches min_cell.
 
@@ -29,8 +30,8 @@ exact integer comparisons. With censoring each factor is floor(2**24 (r_j - d_j)
 (exact long division) and the running product is truncated exactly after each product, so
 a computed S(e_k) is below the exact Kaplan-Meier value by less than 2k * 2**-24 (at most
 1.2e-5 with 100 bins). A Kaplan-Meier quantile's bin is then the exact one unless the exact
-S at an edge lies within that bound of 1 - q; its value is within one day plus w_b times
-the bound over S(e_b) - S(e_{b+1}).
+S at an edge lies within that bound of 1 - q; its value is within half a day plus w_b
+times the bound over S(e_b) - S(e_{b+1}) of the exact one (so a day at most, in practice).
 
 Cost, for G groups, m finite bins and Q quantiles: one comparison batch for the rules, 25
 rounds of long division for the curve (plus ceil(log2 m) exact truncations with censoring),
@@ -197,8 +198,9 @@ def _quantiles(ctx: MpcContext, layout: Layout, censored: bool, n: Secret, left:
     risk_b = risk_b.reshape(groups, q, m + 1).sum(2)
     edges = torch.tensor(layout.edges, dtype=torch.int64).view(1, 1, m + 1)
     low = (onehot * edges.expand(groups, q, m + 1)).sum(2)
-    bits = max(layout.widths()).bit_length()
-    value = low + divide_floor(numer_b, denom_b, bits)
+    # to the nearest day: floor((2 N + D) / 2 D); the quotient is at most w_b
+    bits = max(layout.widths()).bit_length() + 1
+    value = low + divide_floor(numer_b * 2 + denom_b, denom_b * 2, bits)
     bin_index = hit.sum(2) * -1 + m
     return bin_index, value, risk_b
 

@@ -16,6 +16,7 @@ import torch
 
 from mpc.config.spec import DisclosureRules, UseCaseSpec
 from mpc.errors import ProtocolAbort
+from mpc.kinds import kind_of
 
 
 def reconstruct(keep_shares: Sequence[torch.Tensor], value_shares: Sequence[torch.Tensor],
@@ -82,19 +83,17 @@ class ReleasedTable:
         kept = bool(self.keep[-1])
         return {"value": int(self.value[-1]) if kept else None, "suppressed": not kept}
 
+    def files(self) -> dict[str, tuple[list[str], list[dict[str, Any]]]]:
+        """The result files' columns and rows, as the kind lays them out."""
+        return kind_of(self.spec.job).result_files(self)
+
     def rows(self) -> list[dict[str, Any]]:
-        out = []
-        for combo, keep, value in zip(self.spec.category_rows(), self.cell_keep,
-                                      self.cell_value, strict=True):
-            row: dict[str, Any] = dict(zip(self.spec.group_by, combo, strict=True))
-            row["value"] = int(value) if keep else None
-            row["suppressed"] = not bool(keep)
-            out.append(row)
-        return out
+        """result.csv's rows: one per cell or group, with `suppressed`."""
+        return next(iter(self.files().values()))[1]
 
     @property
     def suppressed_cells(self) -> int:
-        return int((~self.cell_keep).sum())
+        return sum(1 for row in self.rows() if row["suppressed"])
 
     def audit_fields(self) -> dict[str, Any]:
         """What a recipient records of the release: it is the public output, so the values
@@ -126,7 +125,8 @@ class ReleasedTable:
                 "mechanism": spec.noise.mechanism, "epsilon": spec.noise.epsilon,
                 "delta": spec.noise.delta, "sensitivity": max(1, self.rules.sensitivity),
                 "interval_95": self.interval, "round_to": spec.round_to},
-            "rows": self.rows(),
+            **{Path(name).stem if index else "rows": rows
+               for index, (name, (_, rows)) in enumerate(self.files().items())},
         }
 
 
@@ -137,16 +137,24 @@ def result_digest(keep: np.ndarray, value: np.ndarray) -> str:
     return hashlib.sha256(b"mpc-health/v1/result\x00" + data).hexdigest()
 
 
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""  # suppressed
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def write_result(table: ReleasedTable, out_dir: Path) -> Path:
-    """OUT/<name>/result.csv and result.json; returns the folder."""
+    """OUT/<name>/result.csv (and the kind's other files) and result.json; returns the
+    folder."""
     folder = out_dir / table.spec.name
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "result.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([*table.spec.group_by, "value", "suppressed"])
-        for row in table.rows():
-            writer.writerow([*(row[c] for c in table.spec.group_by),
-                             "" if row["suppressed"] else row["value"],
-                             "true" if row["suppressed"] else "false"])
+    for name, (columns, rows) in table.files().items():
+        with (folder / name).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_csv_value(row[c]) for c in columns])
     (folder / "result.json").write_text(json.dumps(table.to_json(), indent=2) + "\n")
     return folder

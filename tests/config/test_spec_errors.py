@@ -89,7 +89,24 @@ pad_to = 10000
 """
 OVERLAP = OVERLAP_HEAD + INPUT + OVERLAP_TABLE + DISCLOSURE
 
-BASES = {"aggregate": AGGREGATE, "linkage": LINKAGE, "overlap": OVERLAP}
+DISTRIBUTION_HEAD = """\
+name = "treatment-duration"
+kind = "distribution"
+parties = ["hospital_a", "hospital_b", "hospital_c"]
+"""
+DISTRIBUTION_TABLE = """
+[distribution]
+group_by = ["product", "line"]
+measure = "duration_days"
+censor = "censored"
+bins = [0, 30, 90, 180]
+quantiles = [0.25, 0.5, 0.75]
+"""
+DISTRIBUTION = (DISTRIBUTION_HEAD + INPUT + DISTRIBUTION_TABLE + AGGREGATE_CATEGORIES
+                + DISCLOSURE)
+
+BASES = {"aggregate": AGGREGATE, "linkage": LINKAGE, "overlap": OVERLAP,
+         "distribution": DISTRIBUTION}
 
 # Lines to hang an extra field on, in each base.
 DATASET_LINE = 'dataset = "treatments"\n'  # [input] (aggregate, overlap)
@@ -138,7 +155,7 @@ def case(kind: str, edits: list[tuple[str, str]], field: str, fragment: str,
     return pytest.param(kind, edits, field, fragment, id=f"{kind}-{name}")
 
 
-AGG, LNK, OVL = "aggregate", "linkage", "overlap"
+AGG, LNK, OVL, DST = "aggregate", "linkage", "overlap", "distribution"
 
 CASES = [
     # ---- top level: name, kind, parties, recipients, unknown and retired fields ----
@@ -150,7 +167,8 @@ CASES = [
          "name-blank"),
     case(AGG, [(TOP, "")], "kind", "required field is missing", "kind-missing"),
     case(AGG, [(TOP, 'kind = "magic"\n')], "kind",
-         "unknown kind 'magic' (expected aggregate, linkage, overlap)", "kind-unknown"),
+         "unknown kind 'magic' (expected aggregate, linkage, overlap, distribution)",
+         "kind-unknown"),
     case(AGG, [(TOP, 'kind = "Aggregate"\n')], "kind", "unknown kind 'Aggregate'",
          "kind-is-case-sensitive"),
     case(AGG, [(TOP, "kind = 1\n")], "kind", "expected a string, got int", "kind-not-a-string"),
@@ -467,6 +485,35 @@ CASES = [
          "laplace-with-delta"),
     case(AGG, [noise('mechanism = "discrete_laplace", epsilon = 1.0, scale = 2')],
          "disclosure.noise.scale", "unknown field (misspelt?)", "noise-unknown-field"),
+    # ---- distribution ----
+    case(DST, [('measure = "duration_days"\n', "")], "distribution.measure",
+         "required field is missing", "measure-missing"),
+    case(DST, [('bins = [0, 30, 90, 180]\n', "")], "distribution.bins",
+         "required field is missing", "bins-missing"),
+    case(DST, [("[0, 30, 90, 180]", "[0, 90, 30]")], "distribution.bins",
+         "edges must be strictly increasing", "bins-not-increasing"),
+    case(DST, [("[0, 30, 90, 180]", "[30]")], "distribution.bins", "expected 2 to 256 edges",
+         "bins-one-edge"),
+    case(DST, [("[0, 30, 90, 180]", "[0, 30.5, 90]")], "distribution.bins",
+         "expected a list of whole days", "bins-not-whole-days"),
+    case(DST, [("[0, 30, 90, 180]", "[-30, 0, 30]")], "distribution.bins",
+         "edges must lie in 0 .. 100000 days", "bins-negative"),
+    case(DST, [("[0.25, 0.5, 0.75]", "[0.5, 1.0]")], "distribution.quantiles",
+         "1.0 is not a fraction strictly between 0 and 1", "quantile-one"),
+    case(DST, [("[0.25, 0.5, 0.75]", "[0.123456]")], "distribution.quantiles",
+         "at most 4 decimals", "quantile-too-precise"),
+    case(DST, [("[0.25, 0.5, 0.75]", "[0.75, 0.25]")], "distribution.quantiles",
+         "quantiles must be strictly increasing", "quantiles-not-increasing"),
+    case(DST, [('censor = "censored"', 'censor = "duration_days"')], "distribution.censor",
+         "the censoring column is the measure column", "censor-is-measure"),
+    case(DST, [('measure = "duration_days"', 'measure = "line"')], "distribution.measure",
+         "column 'line' is also a group_by column", "measure-grouped"),
+    case(DST, [in_disclosure("round_to = 5")], "disclosure.round_to",
+         "distribution jobs release no values to round", "round-to"),
+    case(DST, [in_disclosure(LAPLACE)], "disclosure.noise",
+         "distribution jobs take min_cell, suppress_zero", "noise-refused"),
+    case(DST, [after("bins = [0, 30, 90, 180]\n", 'kind = "km"')], "distribution.kind",
+         "unknown field (misspelt?)", "unknown-field"),
 ]
 
 

@@ -65,7 +65,8 @@ def reference(rows: list[tuple[int, int, bool]], censored: bool, rules: Disclosu
             else:
                 before = Fraction(1) if b == 0 else curve[b - 1]
                 w = edges[b + 1] - edges[b]
-                value = edges[b] + int(w * (before - (1 - qf)) / (before - curve[b]))
+                exact = w * (before - (1 - qf)) / (before - curve[b])
+                value = edges[b] + int(exact + Fraction(1, 2))  # halves up
             qs.append((b, value))
         big = n >= rules.min_cell
         out.append({"n": n, "keep_n": big or (n == 0 and not rules.suppress_zero),

@@ -123,7 +123,7 @@ def test_a_coordinator_outside_the_policy_is_refused(tmp_path: Path) -> None:
 def test_an_invalid_spec_is_refused_with_the_parsers_reason(tmp_path: Path) -> None:
     reason = refusal(party_config(tmp_path), aggregate().replace(b'"aggregate"', b'"magic"'))
     assert reason == ("the spec is invalid: submitted spec: kind: unknown kind 'magic' "
-                      "(expected aggregate, linkage, overlap)")
+                      "(expected aggregate, linkage, overlap, distribution)")
     assert refusal(party_config(tmp_path), b"\xff") == \
         "the spec is invalid: submitted spec: not UTF-8 text"
 

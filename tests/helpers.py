@@ -98,3 +98,90 @@ def treatments_from_omop(folder: Path) -> pd.DataFrame:
                                 "drug_source_value": "product",
                                 "condition_source_value": "indication"}) \
         .drop_duplicates(["pseudonym", "product", "indication", "line"])
+
+
+# ---- distribution jobs: episodes and the plaintext quantiles and Kaplan-Meier curve ------
+
+EPISODE_CATEGORIES = {"product": DEMO_CATEGORIES["product"], "line": DEMO_CATEGORIES["line"]}
+# Median days on treatment per product (exponential); later lines are shorter.
+_MEDIAN_DAYS = {"osimertinib": 540, "durvalumab": 300, "olaparib": 420}
+
+
+def write_episodes(folder: Path, parties: Sequence[str], seed: int,
+                   sizes: Sequence[int] = (260, 150, 90, 60, 40)) -> dict[str, Path]:
+    """folder/<party>/episodes.csv: pseudonym, product, line, duration_days, censored.
+    Olaparib in line 3+ is empty everywhere; durvalumab in line 3+ is all censored; some
+    persons have several episodes (for contribution bounds)."""
+    rng = np.random.default_rng(seed)
+    files = {}
+    for index, party in enumerate(parties):
+        n = sizes[index % len(sizes)]
+        product = rng.choice(list(_MEDIAN_DAYS), n, p=[0.45, 0.35, 0.2])
+        line = rng.choice(["1", "2", "3+"], n, p=[0.6, 0.3, 0.1])
+        line = np.where((product == "olaparib") & (line == "3+"), "2", line)
+        median = np.array([_MEDIAN_DAYS[p] for p in product]) / np.where(line == "1", 1, 2)
+        days = np.floor(rng.exponential(median / np.log(2))).astype(int)
+        censored = rng.random(n) < 0.3
+        censored |= (product == "durvalumab") & (line == "3+")
+        persons = rng.integers(0, int(n * 0.7), n)  # about one in three persons repeats
+        frame = pd.DataFrame({"pseudonym": [f"{party}-{p}" for p in persons],
+                              "product": product, "line": line, "duration_days": days,
+                              "censored": np.where(censored, "true", "false")})
+        (folder / party).mkdir(parents=True, exist_ok=True)
+        files[party] = folder / party / "episodes.csv"
+        frame.to_csv(files[party], index=False)
+    return files
+
+
+def read_episodes(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype={"line": str, "censored": str})
+    return frame.assign(censored=frame.censored == "true")
+
+
+def bin_of(days: int, edges: Sequence[int]) -> int:
+    """The bin of a value: [e_k, e_{k+1}); below e_0 counts in the first."""
+    return max(0, int(np.searchsorted(edges, days, side="right")) - 1)
+
+
+def plaintext_distribution(rows: Sequence[tuple[int, int, bool]], groups: int,
+                           edges: Sequence[int], quantiles: Sequence[float],
+                           rules: DisclosureRules, censored: bool,
+                           contributors: Sequence[int] | None = None) -> list[dict]:
+    """Per group, from (group, days, censored) rows: n, the curve at e_1..e_m as exact
+    fractions (Kaplan-Meier on the times coarsened to their bin, events before censorings;
+    without censoring, the share at or beyond each edge), the (bin, days) of each quantile,
+    and what the rules release. `contributors`: parties with rows, per group."""
+    from fractions import Fraction
+
+    m = len(edges) - 1
+    out = []
+    for g in range(groups):
+        mine = [(bin_of(t, edges), c and censored) for gg, t, c in rows if gg == g]
+        n = len(mine)
+        at_risk = [sum(1 for b, _ in mine if b >= k) for k in range(m + 1)]
+        curve, s = [], Fraction(1)
+        for k in range(m):
+            d = sum(1 for b, c in mine if b == k and not c)
+            if at_risk[k]:
+                s *= 1 - Fraction(d, at_risk[k])
+            curve.append(s)
+        found = []
+        for q in quantiles:
+            left = 1 - Fraction(round(q * 10_000), 10_000)
+            b = next((k for k in range(m) if curve[k] <= left), m)
+            if b == m:
+                days = edges[m]
+            else:
+                before = Fraction(1) if b == 0 else curve[b - 1]
+                exact = (edges[b + 1] - edges[b]) * (before - left) / (before - curve[b])
+                days = edges[b] + int(exact + Fraction(1, 2))  # to the nearest day, halves up
+            found.append((b, days))
+        big = n >= rules.min_cell and (contributors is None or
+                                       contributors[g] >= rules.min_contributors)
+        out.append({"n": n, "keep_n": big or (n == 0 and not rules.suppress_zero),
+                    "curve": curve, "at_risk": at_risk,
+                    "keep_curve": [big and at_risk[k] >= rules.min_cell
+                                   for k in range(1, m + 1)],
+                    "quantiles": found,
+                    "keep_q": [big and at_risk[b] >= rules.min_cell for b, _ in found]})
+    return out

@@ -73,7 +73,8 @@ def compute_local_histogram(dataset: DatasetConfig, request: HistogramRequest) -
         keys = [source.as_text(quote(c)) for c in table.group_by]
         select = ", ".join([*keys, f"{bin_expr} AS bin", f"{censored} AS censored",
                             "COUNT(*) AS n"])
-        group = ", ".join([*keys, bin_expr, censored])
+        # A constant is never grouped by: engines read an integer there as a position.
+        group = ", ".join([*keys, bin_expr, *([censored] if request.censor else [])])
         rows = source.run(f"SELECT {select} FROM {counted_rows(table, source)} "
                           f"GROUP BY {group}")
     k = len(table.group_by)

@@ -21,60 +21,25 @@ from mpc.protocols.distribution import (
 )
 from mpc.protocols.integer import divide_floor, prefix_product
 from mpc.testing.inprocess import run_in_threads
+from tests.helpers import bin_of, plaintext_distribution
 
 EDGES = (0, 30, 60, 90, 120, 180, 270, 365)
 QUANTILES = (0.25, 0.5, 0.75)
 LAYOUT = Layout(EDGES, tuple(round(q * QUANTILE_DENOMINATOR) for q in QUANTILES))
 
 
-def bin_of(t: int, edges: tuple[int, ...] = EDGES) -> int:
-    return max(0, int(np.searchsorted(edges, t, side="right")) - 1)
-
-
 def histogram(rows: list[tuple[int, int, bool]], groups: int) -> torch.Tensor:
     """rows: (group, days, censored) -> (groups, bins, 2)."""
     h = torch.zeros((groups, len(EDGES), 2), dtype=torch.int64)
     for g, t, c in rows:
-        h[g, bin_of(t), CENSORED if c else EVENTS] += 1
+        h[g, bin_of(t, EDGES), CENSORED if c else EVENTS] += 1
     return h
 
 
-def reference(rows: list[tuple[int, int, bool]], censored: bool, rules: DisclosureRules,
-              edges: tuple[int, ...] = EDGES, quantiles: tuple[float, ...] = QUANTILES
-              ) -> list[dict]:
-    """Per group: n, the curve at each edge (exact fractions: Kaplan-Meier on the times
-    coarsened to their bin, events before censorings), at-risk counts and quantiles."""
-    m = len(edges) - 1
-    out = []
-    for g in sorted({r[0] for r in rows} | set(range(max(r[0] for r in rows) + 1))):
-        mine = [(bin_of(t, edges), c and censored) for gg, t, c in rows if gg == g]
-        n = len(mine)
-        at_risk = [sum(1 for b, _ in mine if b >= k) for k in range(m + 1)]
-        curve, s = [], Fraction(1)
-        for k in range(m):
-            d = sum(1 for b, c in mine if b == k and not c)
-            if at_risk[k]:
-                s *= 1 - Fraction(d, at_risk[k])
-            curve.append(s)
-        qs = []
-        for q in quantiles:
-            qf = Fraction(round(q * QUANTILE_DENOMINATOR), QUANTILE_DENOMINATOR)
-            b = next((k for k in range(m) if curve[k] <= 1 - qf), m)
-            if b == m:
-                value = edges[m]
-            else:
-                before = Fraction(1) if b == 0 else curve[b - 1]
-                w = edges[b + 1] - edges[b]
-                exact = w * (before - (1 - qf)) / (before - curve[b])
-                value = edges[b] + int(exact + Fraction(1, 2))  # halves up
-            qs.append((b, value))
-        big = n >= rules.min_cell
-        out.append({"n": n, "keep_n": big or (n == 0 and not rules.suppress_zero),
-                    "curve": curve, "keep_curve": [big and at_risk[k] >= rules.min_cell
-                                                   for k in range(1, m + 1)],
-                    "quantiles": qs,
-                    "keep_q": [big and at_risk[b] >= rules.min_cell for b, _ in qs]})
-    return out
+def reference(rows: list[tuple[int, int, bool]], censored: bool,
+              rules: DisclosureRules) -> list[dict]:
+    return plaintext_distribution(rows, max(r[0] for r in rows) + 1, EDGES, QUANTILES, rules,
+                                  censored)
 
 
 def run(histograms: list[torch.Tensor], censored: bool, rules: DisclosureRules,

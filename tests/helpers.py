@@ -178,10 +178,15 @@ def plaintext_distribution(rows: Sequence[tuple[int, int, bool]], groups: int,
             found.append((b, days))
         big = n >= rules.min_cell and (contributors is None or
                                        contributors[g] >= rules.min_contributors)
+        shown = [True]  # e_0; then the at-risk rule and the step rule
+        for k in range(1, m + 1):
+            d = sum(1 for b, c in mine if b == k - 1 and not c)
+            shown.append(at_risk[k] >= rules.min_cell and
+                         (d >= rules.min_cell or (d == 0 and shown[k - 1])))
+        bracket = [shown[b] and shown[b + 1] for b in range(m)] + [shown[m]]
         out.append({"n": n, "keep_n": big or (n == 0 and not rules.suppress_zero),
                     "curve": curve, "at_risk": at_risk,
-                    "keep_curve": [big and at_risk[k] >= rules.min_cell
-                                   for k in range(1, m + 1)],
+                    "keep_curve": [big and shown[k] for k in range(1, m + 1)],
                     "quantiles": found,
-                    "keep_q": [big and at_risk[b] >= rules.min_cell for b, _ in found]})
+                    "keep_q": [big and bracket[b] for b, _ in found]})
     return out

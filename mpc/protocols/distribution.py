@@ -10,9 +10,13 @@ bin count and no party's numbers are ever opened. Per group, what may be opened 
 - the survival curve S at each edge e_1..e_m: the fraction of episodes still going at
   that edge. Without censoring that is r_k / n, with r_k the episodes whose measure is at
   least e_k ("at risk at e_k"); with censoring it is the Kaplan-Meier product
-  S(e_k) = prod_{j<k} (1 - d_j / r_j), d_j the events in bin j. A point is released only
+  S(e_k) = prod_{j<k} (1 - d_j / r_j), d_j the events in bin j. A point is shown only
   while the number at risk at its edge reaches min_cell (r_k is non-increasing, so the
-  released points are a prefix of the curve);
+  shown points are a prefix of the curve), and only if the step from the point before it
+  carries at least min_cell events, or none at all with the point before shown (the step
+  rule). Without censoring every count that follows from a release (n, each r_k = S n, any
+  difference between shown points) is then 0 or at least min_cell, as for aggregates; with
+  censoring each shown step holds at least min_cell events;
 - each requested quantile q: its bin b, the first bin at whose right edge the curve has
   fallen to 1 - q or below (without censoring: the first bin whose cumulative count
   reaches q*n), and a value interpolated linearly in the curve inside that bin:
@@ -20,9 +24,9 @@ bin count and no party's numbers are ever opened. Per group, what may be opened 
   rounded to the nearest day (halves up); without censoring this is the grouped-data
   formula e_b + w_b (q n - F_{b-1}) / h_b, in exact integers. b = m means the curve stays
   above 1 - q at e_m ("not reached"; without censoring: the quantile lies at or beyond
-  e_m); its value is then e_m. A quantile is
-  released only where the curve it is read from is: the group passes the rules and the
-  number at risk at e_b (the start of its bin) reaches min_cell.
+  e_m); its value is then e_m. A quantile is released only for a group that passes the
+  rules and where the curve points at both ends of its bin are shown (beyond the last
+  edge: where S(e_m) is): it is then a function of released points, computed exactly.
 
 Fixed point: S is held as an integer scaled by 2**SCALE_BITS. Without censoring each point
 is floor(2**24 r_k / n): below the exact value by less than 2**-24, and the quantiles are
@@ -35,6 +39,7 @@ times the bound over S(e_b) - S(e_{b+1}) of the exact one (so a day at most, in 
 
 Cost, for G groups, m finite bins and Q quantiles: one comparison batch for the rules, 25
 rounds of long division for the curve (plus ceil(log2 m) exact truncations with censoring),
+ceil(log2 m) products for the step rule,
 one comparison batch for the quantile bins, and ~log2(max w) rounds for the interpolation;
 every round is batched over all groups, bins and quantiles.
 """
@@ -112,19 +117,22 @@ def distribution(ctx: MpcContext, histogram: torch.Tensor, layout: Layout,
     left = exits.cumsum(1)  # episodes ending in or before each bin
     at_risk = n.unsqueeze(1) - (left - exits)  # r_k, k = 0..bins-1 (r_0 = n)
 
-    # One comparison batch: the group rules, the number at risk at every edge, and
-    # whether anyone is at risk in each finite bin (for the Kaplan-Meier factors).
+    # One comparison batch: the group rules, the number at risk at every edge, whether
+    # anyone is at risk in each finite bin (for the Kaplan-Meier factors), and whether
+    # each bin's events reach min_cell or are none (for the step rule).
     tests: list[Secret] = [n - rules.min_cell, n - 1]
     if rules.min_contributors > 1:
         tests.append(contributors - rules.min_contributors)
-    tests += [(at_risk[:, 1:] - rules.min_cell).flatten(), (at_risk[:, :m] - 1).flatten()]
-    sizes = [groups] * (len(tests) - 2) + [groups * m, groups * m]
+    per_bin = [at_risk[:, 1:] - rules.min_cell, at_risk[:, :m] - 1,
+               events[:, :m] - rules.min_cell, events[:, :m] - 1]
+    tests += [t.flatten() for t in per_bin]
+    sizes = [groups] * (len(tests) - len(per_bin)) + [groups * m] * len(per_bin)
     passed = _split(ctx.cat(tests).nonnegative(), sizes)
     enough, nonempty = passed[0], passed[1]
     big = enough * passed[2] if rules.min_contributors > 1 else enough  # passes the rules
     keep_n = big if rules.suppress_zero else big + (1 - nonempty)
-    risk_ok = ctx.cat([enough.unsqueeze(1), passed[-2].reshape(groups, m)], dim=1)  # k=0..m
-    someone = passed[-1].reshape(groups, m)
+    at_risk_ok, someone, step_ok, some_events = (x.reshape(groups, m) for x in passed[-4:])
+    shown = _shown_points(ctx, at_risk_ok, step_ok, 1 - some_events)  # e_0 .. e_m
 
     phase("curve")
     if censored:
@@ -137,13 +145,17 @@ def distribution(ctx: MpcContext, histogram: torch.Tensor, layout: Layout,
         curve = divide_floor(at_risk[:, 1:] * SCALE, safe_n, SCALE_BITS + 1)
 
     phase("quantiles")
-    bin_of, value, risk_b = _quantiles(ctx, layout, censored, n, left, exits, curve,
-                                       risk_ok)
+    # A quantile's bin and value follow from the curve points around it: shown only where
+    # both are (beyond the last edge: where the last point is), so they add precision,
+    # never a count the curve does not release.
+    bracket = ctx.cat([shown[:, :m] * shown[:, 1:], shown[:, m:]], dim=1)  # b = 0..m
+    bin_of, value, shown_b = _quantiles(ctx, layout, censored, n, left, exits, curve,
+                                        bracket)
     q = len(quantiles)
-    # One product: the rules times the at-risk test of every point and quantile.
+    # One product: the group rules times what each point and quantile needs.
     keeps = ctx.cat([big.unsqueeze(1).expand(groups, m).flatten(),
                      big.unsqueeze(1).expand(groups, q).flatten()]) * \
-        ctx.cat([risk_ok[:, 1:].flatten(), risk_b.flatten()])
+        ctx.cat([shown[:, 1:].flatten(), shown_b.flatten()])
     keep_curve, keep_q = _split(keeps, [groups * m, groups * q])
     keep = ctx.cat([keep_n.unsqueeze(1), keep_q.reshape(groups, q), keep_q.reshape(groups, q),
                     keep_curve.reshape(groups, m)], dim=1)
@@ -152,11 +164,33 @@ def distribution(ctx: MpcContext, histogram: torch.Tensor, layout: Layout,
     return Released(keep=keep.flatten(), value=(values * keep).flatten())
 
 
+def _shown_points(ctx: MpcContext, at_risk_ok: Secret, step_ok: Secret,
+                  no_events: Secret) -> Secret:
+    """Which curve points e_0..e_m may be shown, (groups, m + 1), before the group rules:
+    e_0 (S = 1) always; e_k when at least min_cell are at risk at e_k and the bin before it
+    has at least min_cell events, or none and e_{k-1} is shown. So any two shown points
+    differ by 0 or at least min_cell events. The recurrence shown_k = a_k + b_k shown_{k-1}
+    is a scan over affine maps: ceil(log2 m) rounds of one batched product."""
+    groups, m = at_risk_ok.shape
+    pair = ctx.cat([at_risk_ok, at_risk_ok], dim=1) * ctx.cat([step_ok, no_events], dim=1)
+    a, b = pair[:, :m], pair[:, m:]  # shown_k = a_k + b_k * shown_{k-1}, k = 1..m
+    offset = 1
+    while offset < m:
+        both = ctx.cat([b[:, offset:], b[:, offset:]], dim=1) * \
+            ctx.cat([a[:, : m - offset], b[:, : m - offset]], dim=1)
+        width = m - offset
+        a = ctx.cat([a[:, :offset], a[:, offset:] + both[:, :width]], dim=1)
+        b = ctx.cat([b[:, :offset], both[:, width:]], dim=1)
+        offset *= 2
+    first = ctx.public(torch.ones((groups, 1), dtype=torch.int64))
+    return ctx.cat([first, a + b], dim=1)  # shown_0 = 1
+
+
 def _quantiles(ctx: MpcContext, layout: Layout, censored: bool, n: Secret, left: Secret,
-               exits: Secret, curve: Secret, risk_ok: Secret
+               exits: Secret, curve: Secret, bracket: Secret
                ) -> tuple[Secret, Secret, Secret]:
-    """(bin, value, at-risk test at the bin's start) of every quantile, each of shape
-    (groups, Q)."""
+    """(bin, value, whether the curve points around the bin are shown) of every quantile,
+    each of shape (groups, Q)."""
     groups, m = curve.shape
     q = len(layout.quantiles)
     d = QUANTILE_DENOMINATOR
@@ -187,7 +221,7 @@ def _quantiles(ctx: MpcContext, layout: Layout, censored: bool, n: Secret, left:
     # one-hot of the quantile's bin over k = 0..m (k = m: beyond the last edge)
     steps = [hit[:, :, :1]] + ([hit[:, :, 1:] - hit[:, :, : m - 1]] if m > 1 else [])
     onehot = ctx.cat([*steps, 1 - hit[:, :, m - 1:]], dim=2)
-    risk = risk_ok.unsqueeze(1).expand(groups, q, m + 1)
+    risk = bracket.unsqueeze(1).expand(groups, q, m + 1)
     inside = onehot[:, :, :m]
     picked = ctx.cat([inside.flatten(), inside.flatten(), onehot.flatten()]) * \
         ctx.cat([numer.flatten(), denom.flatten(), risk.flatten()])

@@ -215,12 +215,12 @@ def test_distribution_kind_writes_its_result_and_curve_at_the_recipient(
     from mpc.kinds.distribution import HistogramInput
 
     spec = parse_spec(DISTRIBUTION)
-    # 12 episodes of product p spread over the parties (3 censored), 3 of q, none of r.
+    # 20 episodes of product p spread over the parties (2 censored), 3 of q, none of r.
     hist = np.zeros((3, 3, 4, 2), dtype=np.int64)  # party, group, bin, events/censored
-    hist[0, 0, 0, 0] = 2  # p: 2 events below 30 days at a
-    hist[1, 0, 1, 0] = 4  # p: 4 events in [30, 90) at b
-    hist[2, 0, 1, 1] = 3  # p: 3 censored in [30, 90) at c
-    hist[2, 0, 3, 0] = 3  # p: 3 events from 180 days at c
+    hist[0, 0, 0, 0] = 5  # p: 5 events below 30 days at a
+    hist[1, 0, 1, 0] = 5  # p: 5 events in [30, 90) at b
+    hist[2, 0, 1, 1] = 2  # p: 2 censored in [30, 90) at c
+    hist[2, 0, 3, 0] = 8  # p: 8 events from 180 days at c
     hist[0, 1, 2, 0] = 3  # q: 3 events, below min_cell
     inputs = [HistogramInput("3 groups x 4 bins", b"", histogram=hist[r]) for r in range(3)]
     rules = DisclosureRules(min_cell=5)
@@ -229,16 +229,16 @@ def test_distribution_kind_writes_its_result_and_curve_at_the_recipient(
     assert sorted(p.name for p in folder.iterdir()) == ["curve.csv", "result.csv",
                                                        "result.json"]
     result = (folder / "result.csv").read_text().splitlines()
-    # Kaplan-Meier: S(30) = 1 - 2/12 = 5/6 (10 at risk), S(90) = 5/6 * (1 - 4/10) = 1/2
-    # (3 at risk: below min_cell), so the median lies in [30, 90) at S = 1/2 exactly (90);
-    # q25: S falls to 3/4 inside [30, 90): 30 + 60 * (5/6 - 3/4) / (5/6 - 1/2) = 45.
+    # Kaplan-Meier: S(30) = 1 - 5/20 = 3/4 (15 at risk), S(90) = 3/4 * (1 - 5/15) = 1/2
+    # (8 at risk), S(180) = 1/2 (no events in [90, 180), 8 at risk): every step has 5
+    # events or none. q25 is reached exactly at 30, the median exactly at 90.
     assert result == ["product,n,q25,q50,q25_bin,q50_bin,suppressed",
-                      "p,12,45,90,\"[30, 90)\",\"[30, 90)\",false",
+                      "p,20,30,90,\"[0, 30)\",\"[30, 90)\",false",
                       "q,,,,,,true",
                       "r,0,,,,,false"]
     curve = (folder / "curve.csv").read_text().splitlines()
-    assert curve[:4] == ["product,days,survival,suppressed", "p,30,0.833333,false",
-                         "p,90,,true", "p,180,,true"]
+    assert curve[:4] == ["product,days,survival,suppressed", "p,30,0.75,false",
+                         "p,90,0.5,false", "p,180,0.5,false"]
     released = json.loads((folder / "result.json").read_text())
     assert released["kind"] == "distribution" and len(released["curve"]) == 9
     assert released["suppressed_cells"] == 1

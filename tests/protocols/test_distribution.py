@@ -29,11 +29,8 @@ LAYOUT = Layout(EDGES, tuple(round(q * QUANTILE_DENOMINATOR) for q in QUANTILES)
 
 
 def histogram(rows: list[tuple[int, int, bool]], groups: int) -> torch.Tensor:
-    """rows: (group, days, censored) -> (groups, bins, 2)."""
-    h = torch.zeros((groups, len(EDGES), 2), dtype=torch.int64)
-    for g, t, c in rows:
-        h[g, bin_of(t, EDGES), CENSORED if c else EVENTS] += 1
-    return h
+    """rows: (group, days, censored) -> (groups, bins, 2) over EDGES."""
+    return histogram_of(rows, LAYOUT, groups)
 
 
 def reference(rows: list[tuple[int, int, bool]], censored: bool,
@@ -132,9 +129,12 @@ def test_quantile_exactly_on_an_edge() -> None:
     q = len(QUANTILES)
     assert value[1 + 1] == 0 and value[1 + q + 1] == 30  # median: bin 0, at its edge 30
     assert value[1 + q] == 15  # first quartile: halfway into [0, 30)
-    assert value[1 + 2] == 2 and value[1 + q + 2] == 75  # q75: [60, 90), halfway
+    # q75 lies in [60, 90), halfway, but nobody is at risk at 90: the point is not shown,
+    # so neither is the quantile that would tell where the curve goes there
+    assert not keep[1 + 2] and value[1 + 2] == value[1 + q + 2] == 0
     # curve: at risk at 30 and 60 are 10 (released), from 90 on nobody (suppressed)
-    assert keep[: 1 + 2 * q + 2].all() and not keep[1 + 2 * q + 2:].any()
+    assert keep[[0, 1, 2, 1 + q, 1 + q + 1]].all()
+    assert keep[1 + 2 * q: 1 + 2 * q + 2].all() and not keep[1 + 2 * q + 2:].any()
     assert value[1 + 2 * q: 1 + 2 * q + 2].tolist() == [SCALE // 2, SCALE // 2]
 
 
@@ -173,3 +173,58 @@ def test_divide_floor_and_prefix_product_are_exact() -> None:
     # The scan truncates in a different order than left to right: within j units.
     for j, (got, want) in enumerate(zip(products[0].tolist(), expected, strict=True)):
         assert abs(got - want) <= j
+
+
+def derived_counts(keep: np.ndarray, value: np.ndarray, layout: Layout) -> list[int]:
+    """Every count an analyst derives from an uncensored release: n, each shown r_k = S n,
+    and the differences between consecutive shown points (n first)."""
+    q = len(layout.quantiles)
+    out = []
+    for k_row, v_row in zip(keep, value, strict=True):
+        if not k_row[0]:
+            continue
+        n = int(v_row[0])
+        at_risk = [n] + [round(int(v_row[1 + 2 * q + k]) * n / SCALE)
+                         for k in range(layout.finite) if k_row[1 + 2 * q + k]]
+        out += at_risk + [a - b for a, b in zip(at_risk, at_risk[1:], strict=False)]
+    return out
+
+
+def test_a_coordinator_cannot_isolate_one_person_with_narrow_bins() -> None:
+    # One person stopped on day 6: bins of one day around it would show the step of one
+    # person (S(6) = 20/30, S(7) = 19/30). The step rule shows no point whose step holds
+    # fewer than min_cell events.
+    layout = Layout((0, 5, 6, 7, 20, 30), (5000,))
+    rows = [(0, 5, False)] * 10 + [(0, 6, False)] + [(0, 20, False)] * 19
+    keep, value = run([histogram_of(rows[::2], layout), histogram_of(rows[1::2], layout)],
+                      False, DisclosureRules(min_cell=10), layout)
+    keep, value = keep.reshape(1, -1).astype(bool), value.reshape(1, -1)
+    counts = derived_counts(keep, value, layout)
+    assert counts == [30, 30, 20, 0, 10]  # n, r(5), r(6), then the two steps
+    assert all(c == 0 or c >= 10 for c in counts)
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_every_count_derived_from_an_uncensored_release_is_zero_or_large(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    layout = Layout((0, 10, 20, 30, 40, 60, 90, 120, 200), (2500, 5000, 7500))
+    rows = [(g, int(rng.exponential(40)), False) for g in range(6)
+            for _ in range(int(rng.integers(5, 80)))]
+    rules = DisclosureRules(min_cell=8)
+    owner = rng.integers(0, 3, len(rows))
+    hists = [histogram_of([r for r, o in zip(rows, owner, strict=True) if o == p], layout,
+                          groups=6) for p in range(3)]
+    keep, value = run(hists, False, rules, layout)
+    keep = keep.reshape(6, -1).astype(bool)
+    value = value.reshape(6, -1)
+    counts = derived_counts(keep, value, layout)
+    assert len(counts) > 12  # the release shows enough to test
+    assert all(c == 0 or c >= rules.min_cell for c in counts), counts
+
+
+def histogram_of(rows: list[tuple[int, int, bool]], layout: Layout,
+                 groups: int = 1) -> torch.Tensor:
+    h = torch.zeros((groups, layout.bins, 2), dtype=torch.int64)
+    for g, t, c in rows:
+        h[g, bin_of(t, layout.edges), CENSORED if c else EVENTS] += 1
+    return h

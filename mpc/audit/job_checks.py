@@ -195,7 +195,8 @@ def _check_releases(view: JobView, recipients: list[str], finding: Any) -> None:
                                       f"({rules} against {floor})", member)
                 break
         values = e["values"]
-        for i, v in enumerate(values):
+        start, step = _counted(e)
+        for i, v in list(enumerate(values))[start::step]:
             if v is None:
                 continue
             if (v == 0 and rules.suppress_zero) or (v != 0 and v < rules.min_cell):
@@ -210,6 +211,17 @@ def _check_releases(view: JobView, recipients: list[str], finding: Any) -> None:
         digests.add(e["digest"])
     if len(digests) > 1:
         finding("result", "the recipients hold different results")
+
+
+def _counted(result: dict[str, Any]) -> tuple[int, int]:
+    """Which released values are counts under the small-cell rules: (start, step) as the
+    recipient's kind laid them out (a distribution's per-group n; older entries: all)."""
+    counts = result.get("counts", [0, 1])
+    if not (isinstance(counts, list) and len(counts) == 2
+            and all(isinstance(c, int) and not isinstance(c, bool) for c in counts)
+            and counts[0] >= 0 and counts[1] >= 1):
+        return 0, 1  # malformed: check every value
+    return counts[0], counts[1]
 
 
 def _check_certificates(view: JobView, federation: Federation, finding: Any) -> None:

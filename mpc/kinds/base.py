@@ -191,6 +191,11 @@ class JobKind(ABC):
         """How many values a release holds (default: the cells, then the scalar if any)."""
         return spec.cells + (1 if self.scalar else 0)
 
+    def counted_values(self, spec: UseCaseSpec) -> tuple[int, int]:
+        """(start, step) of the released values that are counts under the small-cell rules
+        (the auditor checks those against min_cell); default: every value."""
+        return 0, 1
+
     def result_files(self, table: Opened) -> dict[str, tuple[list[str],
                                                                    list[dict[str, Any]]]]:
         """The CSV files a recipient writes, file name -> (columns, rows); the first is the

@@ -136,6 +136,11 @@ class Distribution(JobKind):
         assert isinstance(job, DistributionJob)
         return spec.cells * job.layout().per_group
 
+    def counted_values(self, spec: UseCaseSpec) -> tuple[int, int]:
+        job = spec.job
+        assert isinstance(job, DistributionJob)
+        return 0, job.layout().per_group  # each group's n; the rest are bins, days, curve
+
     def local_input(self, spec: UseCaseSpec, config: PartyConfig) -> HistogramInput:
         from mpc.audit.digests import table_bytes
         from mpc.connectors import TableRequest

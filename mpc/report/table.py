@@ -100,6 +100,7 @@ class ReleasedTable:
         are logged, letting an auditor check every released cell against the rules."""
         return {"digest": result_digest(self.keep, self.value),
                 "rules": asdict(self.rules),
+                "counts": list(kind_of(self.spec.job).counted_values(self.spec)),
                 "values": [int(v) if k else None for k, v in zip(self.keep, self.value,
                                                                  strict=True)]}
 

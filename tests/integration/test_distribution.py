@@ -195,3 +195,17 @@ def test_one_persons_episodes_are_bounded(harness: Harness, episodes: dict[str, 
                                       contributors)
     assert_matches(outcome.table, expected, True)
     assert outcome.table.files()["result.csv"][1][0]["n"] == expected[0]["n"]
+
+
+def test_the_audit_verifies_distribution_jobs(harness: Harness) -> None:
+    """Runs last in this module: every job above passes the audit, whose small-cell check
+    looks at each group's n, not at bins, days or curve points."""
+    from mpc.audit.verify import verify
+
+    outcome = harness.run(spec_text("duration-3", FIVE[:3]))
+    assert outcome.table is not None
+    values = outcome.table.audit_fields()["values"]
+    assert any(v is not None and 0 < v < 10 for v in values)  # bins and days are small
+    report = verify(harness.federation, sorted(harness.fed.logs.glob("*.jsonl")))
+    assert report.ok, report.findings
+    assert sum(1 for job in report.jobs if job["status"] == "completed") >= 5

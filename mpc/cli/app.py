@@ -10,6 +10,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help and errors as plain text: "[limits]" is text, not markup
     help="Secure multi-party computation job runner for health data exchange.",
 )
 app.command("demo")(demo.demo)

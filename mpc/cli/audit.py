@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Check the signed protocol logs of a federation.")
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,  # plain text, as in app.py
+                  help="Check the signed protocol logs of a federation.")
 
 
 @app.command("verify")

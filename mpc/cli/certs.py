@@ -27,8 +27,10 @@ def certs(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--parties") from None
     console = Console()
-    console.print(f"CA: {out / 'ca.pem'} (its key {out / 'ca.key'} stays with whoever issues)")
+    console.print(f"CA: {out / 'ca.pem'} (its key {out / 'ca.key'} stays with whoever issues)",
+                  markup=False)  # a path is not markup
     for m in members.values():
         console.print(f"{m.role:<11} {m.name:<16} {m.cert.name}, {m.key.name} (TLS), "
-                      f"{m.signing_key.name} / {m.signing_public_key.name} (audit signing)")
+                      f"{m.signing_key.name} / {m.signing_public_key.name} (audit signing)",
+                      markup=False)
     console.print("Private keys are written readable by their owner only (mode 600).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ def dealer(
     run_service(lambda: load_dealer_config(config), "dealer", "dealer", _start, verbose)
 
 
-def _start(cfg: Any, identity: Any, audit: Any) -> tuple[grpc.Server, str]:
+def _start(cfg: Any, identity: Any, audit: Any) -> tuple[grpc.Server, str, Callable[[], None]]:
     from mpc.dealer.service import DealerService, start_dealer
 
     service = DealerService(cfg.name, cfg.parties, audit, cfg.job_ttl_s, cfg.max_jobs)
     server, _ = start_dealer(identity, cfg.listen, service)
-    return server, ""
+    return server, "", lambda: None  # its calls end with the server

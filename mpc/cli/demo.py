@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from mpc.config.party import DEMO_OPTIONS, Limits, raised_by
+from mpc.demo import FederationStartError, LocalFederation, PartySetup, demo_bounds
+from mpc.demo.federation import JOB_TIMEOUT_S, START_TIMEOUT_S
 from mpc.errors import MpcError
+
+if TYPE_CHECKING:
+    from mpc.config.spec import UseCaseSpec
 
 DEFAULT_USECASE = Path(__file__).resolve().parents[2] / "usecases" / "oncology-product-use.toml"
 GENERATED = ("certs", "logs", "services", "parties", "dealer", "results", "federation.toml")
+# The coordinator outwaits the parties' job time limit, so the party's message, which
+# names the option that raises it, is the one shown.
+COORDINATOR_MARGIN_S = 10.0
 
 
 def find_dataset(data: Path, party: str, dataset: str) -> dict[str, str]:
     """The dataset entry of a party's config: DATA/<party>/<dataset>.csv or .parquet, or
-    for `treatments`, a folder DATA/<party>/omop of OMOP CDM tables."""
+    for `treatments` and `treatment_episodes`, that view of a folder DATA/<party>/omop of
+    OMOP CDM tables."""
+    from mpc.config.party import OMOP_VIEWS
+
     for suffix in (".csv", ".parquet"):
         path = data / party / f"{dataset}{suffix}"
         if path.exists():
             return {"path": str(path.resolve())}
-    if dataset == "treatments" and (data / party / "omop").is_dir():
-        return {"omop": str((data / party / "omop").resolve())}
+    if dataset in OMOP_VIEWS and (data / party / "omop").is_dir():
+        return {"omop": str((data / party / "omop").resolve()), "omop_view": dataset}
     raise typer.BadParameter(
         f"no {data / party / dataset}.csv or .parquet for party {party}", param_hint="--data")
 
@@ -40,6 +53,23 @@ def load_bounds(path: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
+def demo_federation(out: Path, spec: UseCaseSpec, data: Path,
+                    bounds: dict[str, dict[str, Any]], *, parties_limit: int,
+                    start_timeout: float, job_timeout: float) -> LocalFederation:
+    """The demo's federation, its certificates and configs written, nothing started: one
+    party per party of the spec, bounding what a spec may ask of its dataset as the shipped
+    configs do (or as `bounds` says), with the demo's limits."""
+    setups = {p: PartySetup(
+        datasets={spec.dataset_of(p): find_dataset(data, p, spec.dataset_of(p))},
+        usecases=[spec.name],
+        job_timeout_s=job_timeout,
+        bounds={spec.dataset_of(p): bounds.get(spec.dataset_of(p),
+                                               demo_bounds(spec.dataset_of(p)))},
+        extra={"limits": {"max_parties": parties_limit}})
+        for p in spec.parties}
+    return LocalFederation(out, setups, start_timeout_s=start_timeout)
+
+
 def demo(
     out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for everything the demo "
                              "makes: certificates, configs, logs, data and results."),
@@ -53,22 +83,40 @@ def demo(
                                        "default: the bounds of the shipped party configs."),
     patients: int = typer.Option(6000, help="Generated oncology patients in all."),
     seed: int = typer.Option(7, help="Seed of the generated data."),
+    parties_limit: int = typer.Option(Limits.max_parties, DEMO_OPTIONS["max_parties"], min=2,
+                                      help="The most parties every party takes a job of "
+                                           "([limits] max_parties of the generated configs)."),
+    start_timeout: float = typer.Option(START_TIMEOUT_S, "--start-timeout",
+                                        help="Seconds each service (dealer, workers) may "
+                                             "take to start listening."),
+    job_timeout: float = typer.Option(JOB_TIMEOUT_S, DEMO_OPTIONS["job_timeout_s"],
+                                      help="Seconds a job may take at every party "
+                                           "(job_timeout_s of the generated configs)."),
 ) -> None:
     """Run a use case end to end: certificates, dealer, one worker per party, coordinator."""
     from mpc.audit.verify import verify
+    from mpc.cli.display import say
     from mpc.cli.run import run_job
     from mpc.config.federation import load_federation
     from mpc.config.spec import load_spec
-    from mpc.demo import LocalFederation, PartySetup, demo_bounds
     from mpc.synth import generate_federation
 
+    for value, option in ((start_timeout, "--start-timeout"),
+                          (job_timeout, DEMO_OPTIONS["job_timeout_s"])):
+        if value <= 0:
+            raise typer.BadParameter("must be positive", param_hint=option)
     console = Console()
     try:
         spec = load_spec(usecase or DEFAULT_USECASE)
         chosen = load_bounds(bounds) if bounds is not None else {}
     except MpcError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        say(console, "error:", str(exc))
         raise typer.Exit(2) from None
+    if len(spec.parties) > parties_limit:  # every party would refuse it: start none
+        say(console, "error:", f"the use case has {len(spec.parties)} parties; the demo's "
+                               f"parties take jobs of at most {parties_limit} "
+                               f"{raised_by('max_parties')}")
+        raise typer.Exit(2)
     out.mkdir(parents=True, exist_ok=True)
     for name in GENERATED:  # a fresh federation each run: new keys, new logs
         path = out / name
@@ -79,32 +127,27 @@ def demo(
     if data is None:
         data = out / "data"
         console.print(f"Generating synthetic data (OMOP tables at hospitals, claims at "
-                      f"insurers, dispensing at pharmacies) in {data}/")
+                      f"insurers, dispensing at pharmacies) in {data}/", markup=False)
         generate_federation(data, patients=patients, seed=seed)
-    # Each party bounds what a spec may ask of its dataset as the shipped configs do.
-    setups = {p: PartySetup(
-        datasets={spec.dataset_of(p): find_dataset(data, p, spec.dataset_of(p))},
-        usecases=[spec.name],
-        bounds={spec.dataset_of(p): chosen.get(spec.dataset_of(p),
-                                               demo_bounds(spec.dataset_of(p)))})
-        for p in spec.parties}
-    federation = LocalFederation(out, setups)
+    federation = demo_federation(out, spec, data, chosen, parties_limit=parties_limit,
+                                 start_timeout=start_timeout, job_timeout=job_timeout)
     console.print(f"Starting the dealer and {len(spec.parties)} workers on loopback "
-                  f"(mutual TLS; service logs in {federation.service_logs}/)")
+                  f"(mutual TLS; service logs in {federation.service_logs}/)", markup=False)
     try:
         with federation:
-            ok = run_job(load_federation(federation.federation_file), spec, out, console)
-    except RuntimeError as exc:
-        console.print(f"[red]error:[/red] could not start the federation: {exc}",
-                      highlight=False)
+            ok = run_job(load_federation(federation.federation_file), spec, out, console,
+                         timeout=job_timeout + COORDINATOR_MARGIN_S)
+    except FederationStartError as exc:
+        hint = " (wait longer with --start-timeout)" if exc.timed_out else ""
+        say(console, "error:", f"could not start the federation: {exc}{hint}")
         raise typer.Exit(2) from None
     logs = sorted(federation.logs.glob("*.jsonl"))
     report = verify(load_federation(federation.federation_file), logs)
     verdict = "[green]PASS[/green]" if report.ok else "[bold red]FAIL[/bold red]"
     console.print(f"Audit of {len(logs)} signed logs: {verdict} "
                   f"({len(report.findings)} findings). An auditor runs:\n"
-                  f"  mpc audit verify --federation {federation.federation_file} "
-                  f"{federation.logs}/*.jsonl")
+                  f"  mpc audit verify --federation {escape(str(federation.federation_file))} "
+                  f"{escape(str(federation.logs))}/*.jsonl")
     if not report.ok:
         console.print(report.as_text(), highlight=False, markup=False)
     if not ok or not report.ok:

@@ -1,15 +1,23 @@
-"""Showing a released table on the terminal."""
+"""What the commands show on the terminal: a released table, and lines that carry text
+from data, files or errors. Such text is never read as rich markup (it would drop
+`[limits]` from "([limits] max_parties)"): it goes in `Text` or through `escape`."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mpc.kinds import kind_of
 from mpc.report.table import ReleasedTable
 
 MAX_ROWS = 200
+
+
+def say(console: Console, label: str, message: str, style: str = "red") -> None:
+    """`label` in `style`, then `message` exactly as it is."""
+    console.print(Text.assemble((label, style), " ", message))
 
 
 def print_released(table: ReleasedTable, console: Console) -> None:
@@ -23,13 +31,14 @@ def print_released(table: ReleasedTable, console: Console) -> None:
         rules = (f"{spec.noise.mechanism} noise, epsilon {spec.noise.epsilon:g}; 95% of true "
                  f"values within ± {table.interval}; min_cell {table.rules.min_cell}")
     title = f"{spec.name}: {kind.terminal_title(spec)} by {', '.join(spec.group_by)}"
-    rich_table = Table(title=title,
-                       caption=f"suppressed: {table.suppressed_cells} of {spec.cells} "
-                               f"{kind.row_words} ({rules})")
+    rich_table = Table(title=escape(title),
+                       caption=escape(f"suppressed: {table.suppressed_cells} of {spec.cells} "
+                                      f"{kind.row_words} ({rules})"))
     columns, rows = next(iter(table.files().values()))
     shown = [c for c in columns if c != "suppressed"]
     for column in shown:
-        rich_table.add_column(column, justify="left" if column in spec.group_by else "right")
+        rich_table.add_column(escape(column),
+                              justify="left" if column in spec.group_by else "right")
     for row in rows[:MAX_ROWS]:
         cells = []
         for column in shown:
@@ -46,6 +55,6 @@ def print_released(table: ReleasedTable, console: Console) -> None:
     scalar = table.scalar()
     if scalar is not None:
         said = "suppressed" if scalar["suppressed"] else f"{scalar['value']:,}"
-        console.print(f"{spec.scalar} persons: {said}")
+        console.print(f"{spec.scalar} persons: {said}", markup=False)
     if len(rows) > MAX_ROWS:
-        console.print(f"... {len(rows) - MAX_ROWS} more rows in result.csv")
+        console.print(f"... {len(rows) - MAX_ROWS} more rows in result.csv", markup=False)

@@ -20,6 +20,7 @@ def run(
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds before the job is aborted."),
 ) -> None:
     """Run a use case across the parties; write OUT/<name>/result.csv and result.json."""
+    from mpc.cli.display import say
     from mpc.config.federation import load_federation
     from mpc.config.spec import load_spec
 
@@ -28,7 +29,7 @@ def run(
         fed = load_federation(federation)
         use_case = load_spec(spec)
     except MpcError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        say(console, "error:", str(exc))
         raise typer.Exit(2) from None
     if not run_job(fed, use_case, out, console, timeout):
         raise typer.Exit(1)
@@ -36,9 +37,11 @@ def run(
 
 def coordinator_audit(fed: Federation, console: Console) -> AuditLog | None:
     """The coordinator's audit log, if its copy of the federation names a signing key."""
+    from mpc.cli.display import say
+
     if fed.own.signing_key is None:
-        console.print(f"[yellow]warning:[/yellow] {fed.source}: [coordinator] has no "
-                      "signing_key, so this coordinator keeps no audit log", highlight=False)
+        say(console, "warning:", f"{fed.source}: [coordinator] has no signing_key, so this "
+                                 "coordinator keeps no audit log", style="yellow")
         return None
     path = fed.own.audit_log or Path(fed.source).parent / "logs" / f"{fed.coordinator.name}.jsonl"
     return AuditLog.open(path, fed.own.signing_key, fed.coordinator.name, "coordinator")
@@ -47,7 +50,7 @@ def coordinator_audit(fed: Federation, console: Console) -> AuditLog | None:
 def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
             timeout: float = 900.0) -> bool:
     """Run one job with progress and print the outcome; True if it released its result."""
-    from mpc.cli.display import print_released
+    from mpc.cli.display import print_released, say
     from mpc.report.html import write_report
     from mpc.report.table import write_result
     from mpc.runner.coordinator import Coordinator
@@ -55,8 +58,8 @@ def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
     from mpc.transport.tls import TlsIdentity
 
     if fed.coordinator_tls is None:
-        console.print(f"[red]error:[/red] {fed.source}: [coordinator] needs cert and key: the "
-                      "coordinator's own TLS identity", highlight=False)
+        say(console, "error:", f"{fed.source}: [coordinator] needs cert and key: the "
+                               "coordinator's own TLS identity")
         return False
     try:
         identity = TlsIdentity.load(fed.coordinator_tls, expected_name=fed.coordinator.name,
@@ -67,19 +70,19 @@ def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
                                   audit=audit).run(use_case)
     except JobFailed as exc:
         where = f" at {exc.party}" if exc.party else ""
-        console.print(f"[bold red]Job failed{where}:[/bold red] {exc.cause}", highlight=False)
+        say(console, f"Job failed{where}:", exc.cause, style="bold red")
         console.print("The job was aborted at every party; nothing was released.")
         return False
     except MpcError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        say(console, "error:", str(exc))
         return False
     if outcome.table is None:
         console.print(f"Released to {', '.join(use_case.recipients)} "
-                      f"(the coordinator is not a recipient).")
+                      f"(the coordinator is not a recipient).", markup=False)
         return True
     folder = write_result(outcome.table, out)
     write_report(outcome.table, folder, job_seconds=outcome.seconds)
     print_released(outcome.table, console)
     console.print(f"Job {outcome.job_id[:12]} finished in {outcome.seconds:.1f} s; "
-                  f"results in {folder}/ (result.csv, result.json, report.html)")
+                  f"results in {folder}/ (result.csv, result.json, report.html)", markup=False)
     return True

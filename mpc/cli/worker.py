@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,11 @@ def worker(
     run_service(lambda: load_party_config(config), "party", "worker", _start, verbose)
 
 
-def _start(cfg: Any, identity: Any, audit: Any) -> tuple[grpc.Server, str]:
+def _start(cfg: Any, identity: Any, audit: Any) -> tuple[grpc.Server, str, Callable[[], None]]:
     from mpc.transport.capture import ENV as CAPTURE_ENV
     from mpc.worker.service import start_worker
 
-    server, _, _ = start_worker(cfg, identity, audit)
+    server, _, service = start_worker(cfg, identity, audit)
     if os.environ.get(CAPTURE_ENV):
         logging.warning("TEST MODE: every message is recorded to %s", os.environ[CAPTURE_ENV])
-    return server, f" (datasets: {', '.join(cfg.datasets)})"
+    return server, f" (datasets: {', '.join(cfg.datasets)})", service.stop

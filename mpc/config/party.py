@@ -23,10 +23,20 @@ class TlsFiles:
         return tls
 
 
+# The views an OMOP folder can be read as (connectors/omop.py builds them).
+OMOP_VIEWS = ("treatments", "treatment_episodes")
+
+
+def default_omop_view(dataset: str) -> str:
+    """The view of an OMOP dataset without `omop_view`: the one its name names, else
+    `treatments`."""
+    return dataset if dataset in OMOP_VIEWS else OMOP_VIEWS[0]
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """Where one named dataset lives: a CSV/Parquet file, a SQL query on a database, or a
-    folder of OMOP CDM tables (the `treatments` view, see connectors/omop.py)."""
+    folder of OMOP CDM tables read as one of OMOP_VIEWS (see connectors/omop.py)."""
 
     name: str
     path: Path | None = None
@@ -34,6 +44,12 @@ class DatasetConfig:
     query: str | None = None
     omop: Path | None = None
     bounds: DatasetBounds = field(default_factory=DatasetBounds)
+    omop_view: str | None = None  # None: default_omop_view(name); only with `omop`
+
+    @property
+    def view(self) -> str:
+        """The OMOP view this dataset is (meaningful for OMOP datasets only)."""
+        return self.omop_view or default_omop_view(self.name)
 
     @property
     def format(self) -> str:
@@ -48,7 +64,10 @@ class DatasetConfig:
         """What the dataset is, in one line (the party commits to it in its audit log)."""
         if self.query is not None:
             return self.query
-        return f"omop:{self.omop}" if self.omop is not None else str(self.path)
+        if self.omop is None:
+            return str(self.path)
+        # The treatments view keeps its earlier definition text.
+        return f"omop:{self.omop}" + ("" if self.view == "treatments" else f" view={self.view}")
 
     @classmethod
     def parse(cls, name: str, f: Fields) -> DatasetConfig:
@@ -56,6 +75,7 @@ class DatasetConfig:
         url = f.str("url", None)
         query = f.str("query", None)
         omop = f.path("omop", None)
+        omop_view = f.str("omop_view", None)
         bounds = DatasetBounds.parse(f.table("bounds", None))
         f.done()
         if sum(x is not None for x in (path, url, omop)) != 1:
@@ -67,7 +87,14 @@ class DatasetConfig:
             raise f.error("query", "query is only for database datasets (url)")
         if path is not None and path.suffix.lower() not in (".csv", ".parquet", ".pq"):
             raise f.error("path", f"expected a .csv or .parquet file, got {path.name!r}")
-        return cls(name=name, path=path, url=url, query=query, omop=omop, bounds=bounds)
+        if omop_view is not None and omop is None:
+            raise f.error("omop_view", "omop_view is only for a folder of OMOP CDM tables "
+                                       "(omop)")
+        if omop_view is not None and omop_view not in OMOP_VIEWS:
+            raise f.error("omop_view", f"expected one of {', '.join(OMOP_VIEWS)}, got "
+                                       f"{omop_view!r}")
+        return cls(name=name, path=path, url=url, query=query, omop=omop, bounds=bounds,
+                   omop_view=omop_view)
 
 
 @dataclass(frozen=True)
@@ -138,6 +165,28 @@ class Limits:
             raise f.error("peer_timeout_s", "must be positive")
         f.done()
         return limits
+
+
+# Where a member raises each limit it refuses a job for, and the `mpc demo` option that
+# writes it into the demo's generated configs (cli/demo.py names its options from here):
+# a refusal names both, so whoever meets a limit knows what to change.
+RAISED_BY: dict[str, str] = {
+    "max_parties": "[limits] max_parties in party.toml",
+    "max_cells": "[limits] max_cells in party.toml",
+    "max_spec_bytes": "[limits] max_spec_bytes in party.toml",
+    "max_concurrent_jobs": "[limits] max_concurrent_jobs in party.toml",
+    "job_timeout_s": "job_timeout_s in party.toml",
+    "max_jobs": "max_jobs in dealer.toml",
+}
+DEMO_OPTIONS: dict[str, str] = {"max_parties": "--parties-limit",
+                                "job_timeout_s": "--job-timeout"}
+
+
+def raised_by(limit: str) -> str:
+    """What a message that refuses for `limit` ends with, e.g. `([limits] max_parties in
+    party.toml; `mpc demo --parties-limit`)`."""
+    option = DEMO_OPTIONS.get(limit)
+    return f"({RAISED_BY[limit]}" + (f"; `mpc demo {option}`)" if option else ")")
 
 
 @dataclass(frozen=True)

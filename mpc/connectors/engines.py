@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from mpc.config.party import DatasetConfig
 from mpc.config.spec import Window
-from mpc.connectors.omop import register_treatments
+from mpc.connectors.omop import register_omop
 from mpc.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,8 @@ def _duckdb_source(dataset: DatasetConfig, request: DatasetRequest,
 
         if dataset.format == "omop":
             assert dataset.omop is not None
-            raw = typed = register_treatments(con, Path(dataset.omop), run, request.error)
+            raw = typed = register_omop(con, Path(dataset.omop), run, request.error,
+                                        dataset.view)
         else:
             # The column list comes from the file as it is, before any types are forced:
             # forcing a column the file lacks would fail with the engine's message instead

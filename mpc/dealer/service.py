@@ -24,6 +24,7 @@ import grpc
 
 from mpc.audit.events import AuditEvent
 from mpc.audit.log import AuditLog, iter_entries
+from mpc.config.party import raised_by
 from mpc.config.scope import MAX_PAD
 from mpc.engine.correlations import Request, correction, party_stream
 from mpc.engine.dealer_client import request_from_proto
@@ -120,7 +121,8 @@ class DealerService(dealer_pb2_grpc.DealerServicer):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
             if job is None and len(self._jobs) >= self.max_jobs:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"the dealer holds {len(self._jobs)} jobs, its limit")
+                              f"the dealer holds {len(self._jobs)} jobs, its limit "
+                              f"{raised_by('max_jobs')}")
             if job is None:
                 seeds = [new_seed() for _ in parties]
                 job = DealerJob(parties, request.spec_sha256, seeds,

@@ -3,10 +3,14 @@
 Used by `mpc demo` and by the integration tests. Every service is a separate
 process started through the `mpc` command line (workers, dealer), listening with
 mutual TLS on a free loopback port; the coordinator runs in the calling process.
+Each service leads a session of its own, so one signal to its process group reaches
+the job processes and blinding pools it spawned; a federation that fails to start
+stops every service it started before it says what failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -27,6 +31,9 @@ from mpc.transport.tls import cert_info
 
 DEALER = "dealer"
 COORDINATOR = "coordinator"
+START_TIMEOUT_S = 60.0  # how long each service may take to start listening
+JOB_TIMEOUT_S = 300.0  # the parties' job_timeout_s unless a setup says otherwise
+STOP_GRACE_S = 5.0  # after SIGTERM, before the SIGKILL of whatever is left
 
 
 # Ports this process has handed out: a service may not have bound its port yet.
@@ -78,15 +85,31 @@ class PartySetup:
     min_cell_floor: int = 1
     min_contributors_floor: int = 1
     coordinators: Sequence[str] = (COORDINATOR,)
-    job_timeout_s: float = 300.0
+    job_timeout_s: float = JOB_TIMEOUT_S
     bounds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # dataset -> bounds
     extra: Mapping[str, Any] = field(default_factory=dict)  # more top-level config fields
 
 
+class FederationStartError(RuntimeError):
+    """A service of the federation did not start; every service that was started for it
+    has been stopped."""
+
+    def __init__(self, service: str, problem: str, log: Path, stopped: Sequence[str],
+                 timed_out: bool, tail: str = "") -> None:
+        self.service = service
+        self.timed_out = timed_out  # it did not listen in time (rather than exit)
+        others = (f"; the services started with it were stopped ({', '.join(stopped)})"
+                  if stopped else "")
+        super().__init__(f"{service} {problem} (its log: {log}){others}"
+                         + (f":\n{tail}" if tail else ""))
+
+
 class LocalFederation:
     def __init__(self, root: Path, parties: Mapping[str, PartySetup],
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 start_timeout_s: float = START_TIMEOUT_S) -> None:
         self.root = root
+        self.start_timeout_s = start_timeout_s
         self.setups = dict(parties)
         self.parties = list(parties)
         self.env = {**os.environ, **(env or {})}
@@ -168,19 +191,29 @@ class LocalFederation:
             env=self.env, start_new_session=True)
         log.close()
 
-    def _wait_listening(self, name: str, timeout_s: float = 60.0) -> None:
-        log = self.service_logs / f"{name}.log"
-        offset = self._offsets.get(name, 0)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            text = log.read_bytes()[offset:].decode(errors="replace")
-            if "listening on" in text:
-                return
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.returncode}:\n{text[-2000:]}")
+    def _wait_listening(self, names: Sequence[str]) -> None:
+        """Return once every service is listening; each may take start_timeout_s after
+        the one before it. A service that exits meanwhile fails the start at once."""
+        waiting = list(names)
+        deadline = time.monotonic() + self.start_timeout_s
+        while waiting:
+            for name in list(waiting):
+                text = self._log_text(name)
+                if "listening on" in text:
+                    waiting.remove(name)
+                    deadline = time.monotonic() + self.start_timeout_s
+                elif _ended(self.procs[name]):
+                    raise _NotStarted(name, f"exited with code {_exit_code(self.procs[name])}",
+                                      tail=text[-2000:])
+            if waiting and time.monotonic() > deadline:
+                raise _NotStarted(waiting[0], f"did not start listening within "
+                                              f"{self.start_timeout_s:g} s", timed_out=True)
             time.sleep(0.05)
-        raise RuntimeError(f"{name} did not start listening within {timeout_s:.0f} s")
+
+    def _log_text(self, name: str) -> str:
+        """What the service wrote since its latest start."""
+        log = self.service_logs / f"{name}.log"
+        return log.read_bytes()[self._offsets.get(name, 0):].decode(errors="replace")
 
     def _log_size(self, name: str) -> int:
         log = self.service_logs / f"{name}.log"
@@ -192,12 +225,23 @@ class LocalFederation:
         return ["worker", "--config", str(self.party_config(name))]
 
     def start_services(self, names: Sequence[str]) -> None:
-        """Start services in parallel; return when every one is listening."""
-        for name in names:
-            self._offsets[name] = self._log_size(name)
-            self._spawn(name, self._command(name))
-        for name in names:
-            self._wait_listening(name)
+        """Start services in parallel; return when every one is listening. If one does
+        not start (or the caller is interrupted), stop every service of `names` that
+        was started, then raise FederationStartError naming the one that failed."""
+        try:
+            for name in names:
+                self._offsets[name] = self._log_size(name)
+                self._spawn(name, self._command(name))
+            self._wait_listening(names)
+        except BaseException as exc:
+            started = [n for n in names if n in self.procs]
+            self._stop(started, STOP_GRACE_S)
+            if isinstance(exc, _NotStarted):
+                raise FederationStartError(exc.service, exc.problem,
+                                           self.service_logs / f"{exc.service}.log",
+                                           [n for n in started if n != exc.service],
+                                           exc.timed_out, exc.tail) from None
+            raise
 
     def start_worker(self, party: str) -> None:
         self.start_services([party])
@@ -209,24 +253,66 @@ class LocalFederation:
     def kill(self, name: str) -> None:
         """SIGKILL a service and its job processes (a crash, not a shutdown)."""
         proc = self.procs.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc is not None:
+            _kill_group(proc)
             proc.wait(timeout=10)
 
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        self.procs.clear()
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM every service (each ends its jobs and closes its audit log), then
+        SIGKILL the process group of any still running after `grace_s`, and of any that
+        left a process behind."""
+        self._stop(list(self.procs), grace_s)
+
+    def _stop(self, names: Sequence[str], grace_s: float) -> None:
+        procs = [self.procs.pop(n) for n in names if n in self.procs]
+        for proc in procs:
+            if not _ended(proc):
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and not all(_ended(p) for p in procs):
+            time.sleep(0.05)
+        for proc in procs:
+            _kill_group(proc)
+            proc.wait(timeout=10)
 
     def __enter__(self) -> LocalFederation:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _NotStarted(Exception):
+    def __init__(self, service: str, problem: str, timed_out: bool = False,
+                 tail: str = "") -> None:
+        self.service, self.problem, self.timed_out, self.tail = service, problem, timed_out, tail
+
+
+# A service is reaped only by proc.wait() after _kill_group: until then its pid, which is
+# also its process group's id, cannot be reused, so signalling the group is always safe.
+def _ended(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the service's process has ended, without reaping it."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped elsewhere
+        return True
+
+
+def _exit_code(proc: subprocess.Popen[bytes]) -> int | None:
+    if proc.returncode is not None:
+        return proc.returncode
+    with contextlib.suppress(ChildProcessError):
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        if info is not None:
+            return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+    return None
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the service's process group: the service, if it still runs, and whatever it
+    left behind (job processes, blinding pools)."""
+    if proc.returncode is None:  # not reaped: the group id is still this service's
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -9,7 +9,9 @@ from types import TracebackType
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mpc.phases import Phase, label
 
@@ -38,13 +40,15 @@ class Progress:
                                highlight=False, markup=False)
 
     def _table(self) -> Table:
-        table = Table(title=self.title or None, expand=False)
+        # Text, not markup: a detail is a party's message, brackets and all.
+        table = Table(title=escape(self.title) or None, expand=False)
         table.add_column("party")
         table.add_column("phase")
         table.add_column("detail", overflow="fold")
         for party in self.parties:
             phase, detail = self.state[party]
-            table.add_row(party, label(phase), detail, style=STYLES.get(phase))
+            table.add_row(Text(party), Text(label(phase)), Text(detail),
+                          style=STYLES.get(phase))
         table.caption = f"{time.monotonic() - self.started:.1f} s"
         return table
 

@@ -3,13 +3,23 @@
 The same seed gives the same bytes. Every product and indication lies inside the demo
 categories, so the demo use case runs without category errors.
 
-Hospitals hold OMOP CDM shaped tables: person, condition_occurrence, drug_exposure and
-episode (one Treatment Regimen episode per treatment line, episode_number = the line). The
-last hospital records no episodes: its lines must be derived from drug_exposure with
-mpc.connectors.lines.derive_lines. The generator follows that rule, so the recorded episodes
-and the derived lines agree: administrations of one line are at most a few weeks apart, and
-a new line either switches to products the previous line did not use or follows a gap of
-more than GAP_DAYS.
+Hospitals hold OMOP CDM shaped tables: person, condition_occurrence, drug_exposure,
+observation_period and episode (one Treatment Regimen episode per treatment line,
+episode_number = the line). The last hospital records no episodes: its lines must be
+derived from drug_exposure with mpc.connectors.lines.derive_lines. The generator follows
+that rule, so the recorded episodes and the derived lines agree: administrations of one line
+are at most a few weeks apart, and a new line either switches to products the previous line
+did not use or follows a gap of more than GAP_DAYS.
+
+Times on treatment follow the products' pivotal trials (see _TIME_ON_TREATMENT): per
+product, indication and line a Weibull distribution with a median of, for instance, 18 months for
+first-line osimertinib (FLAURA) and 10 in later lines, durvalumab consolidation after
+chemoradiation for a year at most (PACIFIC) and about 6 months in extensive-stage SCLC
+(CASPIAN), olaparib maintenance in ovarian cancer for 16 months (two years at most). Lines
+still running at the data cut-off are cut there. Each patient's observation period runs from
+diagnosis (or, at a hospital they were referred to, a few weeks before their first
+administration there) to the cut-off, or to death or loss to follow-up some months after
+their last treatment; every hospital that treated a patient observes them until then.
 
 Some patients are referred for a later line to another hospital (never to the last one, so
 its locally derived lines are the patients' true lines). The receiving hospital knows the
@@ -48,6 +58,9 @@ CONDITION_COLUMNS = ("condition_occurrence_id", "person_id", "condition_concept_
 DRUG_EXPOSURE_COLUMNS = ("drug_exposure_id", "person_id", "drug_concept_id",
                          "drug_exposure_start_date", "drug_exposure_end_date",
                          "drug_source_value")
+OBSERVATION_PERIOD_COLUMNS = ("observation_period_id", "person_id",
+                              "observation_period_start_date", "observation_period_end_date",
+                              "period_type_concept_id")
 EPISODE_COLUMNS = ("episode_id", "person_id", "episode_concept_id", "episode_start_date",
                    "episode_end_date", "episode_number", "episode_object_concept_id",
                    "episode_source_value")
@@ -62,6 +75,7 @@ _CLAIMS_FROM = np.datetime64("2023-01-01", "D")
 
 _MALE, _FEMALE = 8507, 8532
 _TREATMENT_REGIMEN = 32531  # episode_concept_id of a treatment regimen episode
+_EHR = 32817  # period_type_concept_id: the hospital's electronic health record
 _DRUG_CONCEPT = {"osimertinib": 35605522, "durvalumab": 1594034, "olaparib": 45892579}
 _CONDITION_CONCEPT = {"NSCLC": 4115276, "SCLC": 4311499, "breast": 4112853,
                       "ovarian": 4181351, "prostate": 4163261}
@@ -79,8 +93,35 @@ _REGIMEN_P = np.array([
     [0.0, 0.03, 0.80, 0.17],  # ovarian: olaparib maintenance, with durvalumab (DUO-O)
     [0.0, 0.02, 0.98, 0.0],  # prostate: olaparib
 ])
+# Time on treatment: per product and indication (None: any other), for lines 1, 2 and 3+,
+# the median in months and the fixed longest duration in months (None: until
+# progression), roughly as in the pivotal trials and Dutch practice.
+_TIME_ON_TREATMENT: dict[str, dict[str | None, tuple[tuple[float, float, float],
+                                                    tuple[float | None, ...]]]] = {
+    # FLAURA first line (median exposure ~20 months, PFS ~19); AURA3 later (PFS ~10).
+    "osimertinib": {None: ((18.0, 10.0, 6.0), (None, None, None))},
+    "durvalumab": {
+        "NSCLC": ((10.0, 4.0, 3.0), (12.0, 12.0, 12.0)),  # PACIFIC: a year at most
+        "SCLC": ((6.0, 3.0, 2.5), (None, None, None)),  # CASPIAN, until progression
+        "ovarian": ((12.0, 8.0, 6.0), (24.0, None, None)),  # DUO-O maintenance
+        None: ((5.0, 4.0, 3.0), (12.0, 12.0, 12.0)),  # trials
+    },
+    "olaparib": {
+        "ovarian": ((16.0, 12.0, 8.0), (24.0, None, None)),  # SOLO-1 (2 years), SOLO-2
+        "breast": ((9.0, 7.0, 5.0), (None, None, None)),  # OlympiAD
+        "prostate": ((7.5, 6.0, 5.0), (None, None, None)),  # PROfound
+        None: ((9.0, 7.0, 5.0), (None, None, None)),
+    },
+}
+_DURATION_SHAPE = 1.3  # Weibull shape: the stopping rate rises slowly with time
+_MONTH_DAYS = 30.44
 _SWITCH_P = 0.75  # a later line prefers another common regimen, if there is one
 _N_LINES_P = (0.60, 0.27, 0.09, 0.04)  # lines planned per patient: 1, 2, 3, 4
+# Follow-up after a patient's last treatment: the chance to die (if before the cut-off),
+# by indication in INDICATIONS order, the mean survival after it, and loss to follow-up.
+_DEATH_P = (0.45, 0.75, 0.35, 0.30, 0.40)
+_DEATH_MEAN_DAYS = 240
+_LOST_P = 0.04
 _REFERRAL_P = 0.45  # of patients with a later line, referred to another hospital for it
 _HOSPITAL_W = (0.5, 0.3, 0.2, 0.15, 0.1)  # by position; later parties take the last
 _INSURER_W = (0.6, 0.4, 0.3, 0.2)
@@ -120,26 +161,47 @@ def _days(d: np.datetime64) -> int:
     return int((d - _DAY).astype(int))
 
 
-def _schedule(rng: np.random.Generator, drug: str, indication: str,
+def time_on_treatment(drug: str, indication: str, line: int) -> tuple[float, float | None]:
+    """The median time on treatment in months of `drug` in `line` (1, 2, ...) for
+    `indication`, and its fixed longest duration in months (None: until progression)."""
+    table = _TIME_ON_TREATMENT[drug]
+    medians, caps = table.get(indication, table[None])
+    k = min(line, 3) - 1
+    return medians[k], caps[k]
+
+
+def _schedule(rng: np.random.Generator, drug: str, indication: str, line: int,
               first: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end days of one drug's administrations in a line, gaps at most ~7 weeks."""
+    """Start and end days of one drug's administrations in a line, gaps at most ~7 weeks.
+
+    The time on treatment is drawn from a Weibull distribution with the product's median
+    for the indication and line (time_on_treatment), cut at a fixed duration where the
+    regimen has one; administrations follow each other until it is over.
+    """
+    median, cap = time_on_treatment(drug, indication, line)
+    scale = median / np.log(2) ** (1 / _DURATION_SHAPE)
+    months = scale * float(rng.weibull(_DURATION_SHAPE))
+    if cap is not None:
+        months = min(months, cap)
+    days = int(round(months * _MONTH_DAYS))
     if drug == "durvalumab":
-        supply = 1  # an infusion: ends the day it starts
-        if indication == "SCLC":  # 4 cycles every 3 weeks with chemotherapy, then 4-weekly
-            count = 3 + int(rng.geometric(1 / 5))
-        else:
-            count = min(int(rng.geometric(1 / 9)), 13)  # at most a year of consolidation
+        supply, shortest = 1, 21  # an infusion: ends the day it starts
+    else:
+        supply = 30 if drug == "osimertinib" else 28  # tablets for a month
+        shortest = supply - 2
+    count = max(days - supply, 0) // shortest + 1  # enough intervals to cover `days`
+    if drug == "durvalumab":
         base = np.full(count - 1, 28)
-        if indication == "SCLC":
+        if indication == "SCLC":  # 4 cycles every 3 weeks with chemotherapy, then 4-weekly
             base[:3] = 21
         intervals = base + rng.integers(0, 4, count - 1)
     else:
-        supply, mean, cap = (30, 16, 40) if drug == "osimertinib" else (28, 12, 30)
-        count = min(int(rng.geometric(1 / mean)), cap)
         intervals = supply + rng.integers(-2, 4, count - 1)
     delayed = rng.random(count - 1) < 0.05  # toxicity or holidays, never a 90-day gap
     intervals = intervals + np.where(delayed, rng.integers(7, 22, count - 1), 0)
     starts = first + np.concatenate([[0], np.cumsum(intervals)])
+    # The last administration's supply ends by the drawn time on treatment.
+    starts = starts[starts - first <= max(days - supply, 0)]
     return starts, starts + supply - 1
 
 
@@ -187,7 +249,7 @@ def _treat(rng: np.random.Generator, n_patients: int, indication: np.ndarray,
             hospital = int(home[i]) if k < refer_at else dest
             line_start, line_end = start, start
             for drug in _REGIMENS[regimen]:  # combination drugs start the same day
-                starts, ends = _schedule(rng, drug, label, start)
+                starts, ends = _schedule(rng, drug, label, k + 1, start)
                 keep = starts <= cutoff
                 starts, ends = starts[keep].tolist(), ends[keep].tolist()
                 line_end = max(line_end, max(ends))
@@ -200,6 +262,23 @@ def _treat(rng: np.random.Generator, n_patients: int, indication: np.ndarray,
                 ex.end += ends
                 ex.regimen += ["+".join(_REGIMENS[regimen])] * m
     return ex
+
+
+def _follow_up(rng: np.random.Generator, ex: pd.DataFrame, indication: np.ndarray,
+               n_patients: int) -> np.ndarray:
+    """Each patient's last day of observation: death or loss to follow-up some time after
+    the end of their last treatment, else the data cut-off (never before an
+    administration)."""
+    cutoff = _days(_CUTOFF)
+    last_end = ex.groupby("patient")["end"].max().reindex(range(n_patients),
+                                                          fill_value=cutoff).to_numpy()
+    dies = rng.random(n_patients) < np.array(_DEATH_P)[indication]
+    death = last_end + 30 + rng.exponential(_DEATH_MEAN_DAYS, n_patients).astype(np.int64)
+    lost = rng.random(n_patients) < _LOST_P
+    lost_day = last_end + rng.integers(30, 541, n_patients)
+    until = np.full(n_patients, cutoff, dtype=np.int64)
+    until = np.where(dies, np.minimum(until, death), until)
+    return np.where(lost, np.minimum(until, lost_day), until)
 
 
 def _iso(days: np.ndarray) -> np.ndarray:
@@ -224,7 +303,7 @@ def _write(path: Path, columns: Mapping[str, np.ndarray], dates: Sequence[str],
 def _write_hospital(folder: Path, h: int, with_episodes: bool, ex: pd.DataFrame,
                     pseudonyms: list[str], indication: np.ndarray, male: np.ndarray,
                     birth_year: np.ndarray, diagnosis: np.ndarray,
-                    rng: np.random.Generator, fmt: str) -> None:
+                    observed_until: np.ndarray, rng: np.random.Generator, fmt: str) -> None:
     rows = ex[ex["hospital"] == h]
     patients = np.unique(rows["patient"].to_numpy())
     # Local ids: a different number for the same patient at each hospital, in no
@@ -260,6 +339,23 @@ def _write_hospital(folder: Path, h: int, with_episodes: bool, ex: pd.DataFrame,
         "drug_exposure_end_date": rows["end"].to_numpy(),
         "drug_source_value": drugs.astype(object),
     }, ("drug_exposure_start_date", "drug_exposure_end_date"), fmt)
+
+    # Observed here from diagnosis (the first hospital) or a few weeks before the first
+    # administration (a referral), until death, loss to follow-up or the cut-off: a
+    # hospital that referred a patient on keeps seeing them.
+    here = rows.groupby("patient").agg(first=("start", "min"), line=("line", "min"))
+    n = len(by_id)
+    first_here = here["first"].reindex(by_id).to_numpy()
+    begin = np.where(here["line"].reindex(by_id).to_numpy() == 1,
+                     np.minimum(diagnosis[by_id], first_here) - rng.integers(0, 31, n),
+                     first_here - rng.integers(14, 46, n))
+    _write(folder / "observation_period", {
+        "observation_period_id": np.arange(1, n + 1),
+        "person_id": ids,
+        "observation_period_start_date": begin,
+        "observation_period_end_date": observed_until[by_id],
+        "period_type_concept_id": np.full(n, _EHR),
+    }, ("observation_period_start_date", "observation_period_end_date"), fmt)
     if not with_episodes:
         return
     episodes = (rows.groupby(["person_id", "line"], sort=True)
@@ -296,8 +392,8 @@ def generate_federation(out_dir: Path, *,
                         patients: int = 6000, seed: int = 7, fmt: str = "csv") -> SynthResult:
     """Write a synthetic federation of `patients` oncology patients under out_dir.
 
-    out_dir/<hospital>/omop/{person,condition_occurrence,drug_exposure,episode}.<fmt> (no
-    episode table at the last hospital), out_dir/<insurer>/claims.<fmt> and
+    out_dir/<hospital>/omop/{person,condition_occurrence,drug_exposure,observation_period,
+    episode}.<fmt> (no episode table at the last hospital), out_dir/<insurer>/claims.<fmt> and
     out_dir/<pharmacy>/dispensing.<fmt>; fmt is "csv" or "parquet".
     """
     hospitals, insurers, pharmacies = list(hospitals), list(insurers), list(pharmacies)
@@ -332,12 +428,13 @@ def generate_federation(out_dir: Path, *,
 
     ex = pd.DataFrame(vars(_treat(rng, patients, indication, home, len(hospitals),
                                   first_line)))
+    observed_until = _follow_up(rng, ex, indication, patients)
     out_dir = Path(out_dir)
     result = SynthResult({}, {}, {})
     for h, party in enumerate(hospitals):
         folder = out_dir / party / "omop"
         _write_hospital(folder, h, h < len(hospitals) - 1, ex, pseudonyms, indication, male,
-                        birth_year, diagnosis, rng, fmt)
+                        birth_year, diagnosis, observed_until, rng, fmt)
         result.hospitals[party] = folder
 
     patient = ex["patient"].to_numpy()

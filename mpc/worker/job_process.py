@@ -24,7 +24,7 @@ from mpc.audit.digests import build_sha256, file_sha256
 from mpc.audit.events import DEALER_ROLE, AuditEvent
 from mpc.audit.log import AuditLog
 from mpc.audit.recorder import JobRecorder
-from mpc.config.party import PartyConfig
+from mpc.config.party import PartyConfig, raised_by
 from mpc.config.rules import applied_rules
 from mpc.config.spec import UseCaseSpec
 from mpc.engine.channels import DealerLink, MeshChannel
@@ -50,7 +50,6 @@ from mpc.worker.job_events import (
 from mpc.worker.release import open_to_recipients, to_coordinator
 
 log = logging.getLogger(__name__)
-START_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ class _Control:
     def _abort(self, reason: str) -> None:
         if self.mesh is not None:
             self.mesh.abort(reason)
-        os._exit(2)
+        os._exit(2)  # a blinding pool's processes follow: their task pipe closes
 
 
 def run_job(conn: Connection, config: PartyConfig, spec: UseCaseSpec, job_id: str,
@@ -149,10 +148,11 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
     my_floors = floors(config, spec)
     control.emit(Ready(mesh.listen(), my_floors))
 
-    try:
-        order = control.starts.get(timeout=START_TIMEOUT_S)
+    try:  # as long as the worker lets the job live: a slow party may keep the others waiting
+        order = control.starts.get(timeout=config.job_timeout_s)
     except queue.Empty:
-        raise TransportError(f"no start order within {START_TIMEOUT_S:.0f} s") from None
+        raise TransportError(f"no start order within {config.job_timeout_s:.0f} s "
+                             f"{raised_by('job_timeout_s')}") from None
     if not order.rules.at_least_as_strict_as(applied_rules(spec.disclosure, [my_floors])):
         raise PolicyRefused(config.name, "the coordinator's disclosure rules are weaker than "
                                          "the spec with this party's floors")

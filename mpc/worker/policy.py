@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from mpc.config.bounds import DatasetBounds
-from mpc.config.party import PartyConfig
+from mpc.config.party import PartyConfig, raised_by
 from mpc.config.spec import DisclosureRules, UseCaseSpec, parse_spec
 from mpc.errors import ConfigError, PolicyRefused
 
@@ -32,10 +32,10 @@ def approve(config: PartyConfig, spec_bytes: bytes, coordinator: str) -> UseCase
     limits = config.limits
     if spec.cells > limits.max_cells:
         raise refuse(f"the table has {spec.cells} cells; its limit is {limits.max_cells} "
-                     "([limits] max_cells)")
+                     f"{raised_by('max_cells')}")
     if len(spec.parties) > limits.max_parties:
         raise refuse(f"the job has {len(spec.parties)} parties; its limit is "
-                     f"{limits.max_parties} ([limits] max_parties)")
+                     f"{limits.max_parties} {raised_by('max_parties')}")
     if config.name not in spec.parties:
         raise refuse(f"it is not one of the use case's parties ({', '.join(spec.parties)})")
     dataset = spec.dataset_of(config.name)

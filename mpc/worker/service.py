@@ -25,7 +25,7 @@ import grpc
 
 from mpc.audit.events import COORDINATOR_ROLE, AuditEvent
 from mpc.audit.log import AuditLog, Head, iter_entries
-from mpc.config.party import PartyConfig
+from mpc.config.party import PartyConfig, raised_by
 from mpc.config.rules import applied_rules
 from mpc.config.spec import COORDINATOR, UseCaseSpec
 from mpc.errors import Code, PolicyRefused
@@ -65,6 +65,7 @@ from mpc.worker.policy import approve, floors
 log = logging.getLogger(__name__)
 Event = worker_pb2.JobEvent
 MAX_SEALABLE = 1024  # finished jobs a coordinator may still seal
+JOB_END_GRACE_S = 2.0  # a job told to abort is killed if it has not ended by then
 
 
 @dataclass
@@ -77,9 +78,12 @@ class JobHandle:
     events: queue.Queue[JobEvent] = field(default_factory=queue.Queue)
     started: float = field(default_factory=time.monotonic)
     abort_reason: str | None = None  # set when the job must end before it finished
+    worker_stops: bool = False  # aborted because the worker stops: the coordinator is told
     audited: bool = False  # its end (done, failed or aborted) is in the audit log
     finished: bool = False  # its process is ended and it is off the books
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # One ender at a time: the stream's end and a stopping worker may both end the job.
+    end_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def send(self, order: Order) -> bool:
         with self.lock:
@@ -97,11 +101,12 @@ class JobHandle:
         except (EOFError, OSError):
             self.events.put(Exited())
 
-    def kill(self, grace_s: float = 2.0) -> None:
-        self.process.join(timeout=grace_s)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(timeout=5)
+    def kill(self, grace_s: float = JOB_END_GRACE_S) -> None:
+        with self.end_lock:
+            self.process.join(timeout=grace_s)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(timeout=5)
 
 
 # Starts a job's process: (config, approved spec, job id, coordinator) -> (the process, the
@@ -124,6 +129,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         # Jobs that finished here, with their coordinator, until it seals them (bounded).
         self._sealable: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._stopping: str | None = None  # why the worker stops, once it does
         self._mp = mp.get_context("spawn")  # never fork a process that runs gRPC
         self._start_job = start_job or self._spawn_job
 
@@ -155,10 +161,14 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if len(request.spec_toml) > limits.max_spec_bytes:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"the spec has {len(request.spec_toml)} bytes; {self.config.name} "
-                          f"takes at most {limits.max_spec_bytes}")
+                          f"takes at most {limits.max_spec_bytes} "
+                          f"{raised_by('max_spec_bytes')}")
         if len(self.jobs) >= limits.max_concurrent_jobs:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"{self.config.name} runs {len(self.jobs)} jobs already, its limit")
+                          f"{self.config.name} runs {len(self.jobs)} jobs already, its limit "
+                          f"{raised_by('max_concurrent_jobs')}")
+        if self._stopping is not None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.config.name}: {self._stopping}")
         spec_sha256 = hashlib.sha256(request.spec_toml).hexdigest()
         with self._lock:  # one look and one mark: two submissions of one id cannot both pass
             replay = job_id in self._seen
@@ -198,17 +208,19 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                           rules=asdict(applied_rules(spec.disclosure,
                                                      [floors(self.config, spec)])))
         with self._lock:
-            aborted = job_id in self._aborted  # the abort overtook the submission
-            if not aborted:
+            # The abort overtook the submission, or the worker began to stop meanwhile
+            # (it ends only the jobs it knows of).
+            aborted = job_id in self._aborted
+            reason = "the job was already aborted" if aborted else self._stopping
+            if reason is None:
                 process, parent = self._start_job(self.config, spec, job_id, coordinator)
                 handle = JobHandle(job_id, coordinator, len(spec.parties), process, parent)
                 self.jobs[job_id] = handle
-        if aborted:
-            reason = "the job was already aborted"
+        if reason is not None:
             self.audit.append(AuditEvent.JOB_ABORTED, job=job_id, code=Code.ABORTED,
                               reason=reason)
             self.ledger.cancel(job_id)
-            yield self._failure(job_id, Code.ABORTED, reason)
+            yield self._failure(job_id, Code.ABORTED if aborted else Code.WORKER, reason)
             return
         threading.Thread(target=handle.pump, daemon=True, name=f"pump-{job_id[:8]}").start()
         context.add_callback(lambda: self._on_stream_end(handle))
@@ -228,6 +240,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         deadline = handle.started + self.config.job_timeout_s
         while True:
             if handle.abort_reason is not None:
+                if handle.worker_stops:
+                    yield self._failure(handle.job_id, Code.WORKER, handle.abort_reason)
                 return
             if not context.is_active():
                 handle.abort_reason = "the coordinator went away"
@@ -236,7 +250,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 limit = f"{self.config.job_timeout_s:.0f} s"
                 handle.abort_reason = f"time limit of {limit} exceeded"
                 yield self._failure(handle.job_id, Code.TIMEOUT,
-                                    f"the job exceeded the worker's time limit of {limit}")
+                                    f"the job exceeded the worker's time limit of {limit} "
+                                    f"{raised_by('job_timeout_s')}")
                 return
             try:
                 event = handle.events.get(timeout=0.2)
@@ -247,6 +262,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                 self._record_release(handle.job_id)
             if phase is Phase.DONE:  # before the coordinator hears of it: it seals next
                 self._finished(handle)
+            if phase is Phase.EXITED and handle.abort_reason is not None:
+                continue  # it ended as it was told to: the loop's first check reports it
             if phase is Phase.EXITED:
                 handle.abort_reason = "the job process ended unexpectedly"
                 yield self._failure(handle.job_id, Code.INTERNAL, handle.abort_reason)
@@ -341,6 +358,24 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.audit.append(AuditEvent.MEMBER_HEAD, job=request.job_id, member_role=COORDINATOR_ROLE,
                           head=pinned.as_dict())
         return worker_pb2.SealReply()
+
+    def stop(self, reason: str = "the worker is shutting down") -> None:
+        """Abort every job and end its process (killed if it has not ended within
+        JOB_END_GRACE_S), for a worker that exits: no job process outlives it, each
+        coordinator hears why (its stream's last event), and no new job starts."""
+        with self._lock:
+            self._stopping = reason
+            handles = list(self.jobs.values())
+        for handle in handles:
+            if handle.abort_reason is None:
+                log.warning("aborting job %s: %s", handle.job_id, reason)
+                handle.worker_stops = True
+                handle.abort_reason = reason
+                handle.send(AbortOrder(reason))
+        deadline = time.monotonic() + JOB_END_GRACE_S
+        for handle in handles:
+            handle.kill(grace_s=max(0.0, deadline - time.monotonic()))
+            self._finish(handle, handle.abort_reason)  # audited before the worker's stop
 
     def _finished(self, handle: JobHandle) -> None:
         with self._lock:

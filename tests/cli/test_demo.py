@@ -133,3 +133,21 @@ def test_demo_runs_linkage_and_overlap_on_the_users_files(tmp_path: Path) -> Non
         result = json.loads((out / usecase / "result.json").read_text())
         assert result[scalar]["value"] > 0 and not result[scalar]["suppressed"]
         assert "Audit of" in proc.stdout and "PASS" in proc.stdout
+
+
+def test_a_demo_that_cannot_start_stops_what_it_started(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = mpc("demo", "--out", str(out), "--patients", "300", "--start-timeout", "0.2")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert "error: could not start the federation: dealer did not start listening within " \
+           "0.2 s" in said and "(wait longer with --start-timeout)" in said
+    # The demo has returned: none of its services (each names its config under OUT) runs.
+    left = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(out).encode() in (entry / "cmdline").read_bytes():
+                left.append(entry.name)
+        except OSError:
+            pass
+    assert left == []

@@ -18,7 +18,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mpc.config.party import TlsFiles, load_party_config
+from mpc.config.party import TlsFiles, load_party_config, raised_by
 from mpc.config.spec import parse_spec
 from mpc.engine.correlations import Request
 from mpc.engine.dealer_client import PROTO_TO_OP
@@ -296,7 +296,7 @@ class DealerModel:
                                   "joins a job once")
         if job is None and len(self.jobs) >= self.max_jobs:
             return grpc.StatusCode.RESOURCE_EXHAUSTED, \
-                f"the dealer holds {len(self.jobs)} jobs, its limit"
+                f"the dealer holds {len(self.jobs)} jobs, its limit {raised_by('max_jobs')}"
         if job is None:
             job = self.jobs[job_id] = DealerJob(parties, spec)
             self.seen.add(job_id)

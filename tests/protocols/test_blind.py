@@ -3,6 +3,11 @@ lifetime, the hash to the group, dummies, refusal of bad points and keys, and th
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -157,3 +162,34 @@ def test_blind_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+ORPHAN = """
+import os
+from mpc.protocols.blind import PARALLEL_MIN, BlindingPool, blind, hash_to_points, new_key
+pool = BlindingPool(workers=2)
+blind(hash_to_points("job", [str(i) for i in range(PARALLEL_MIN + 10)]), new_key(), pool=pool)
+print(" ".join(str(p.pid) for p in pool._pool._pool), flush=True)
+os._exit(0)  # as a job process leaves on an abort order: the pool is not closed
+"""
+
+
+def test_pool_processes_end_with_the_process_that_made_them() -> None:
+    made = subprocess.run([sys.executable, "-c", ORPHAN], capture_output=True, text=True,
+                          timeout=120, check=True)
+    pids = [int(p) for p in made.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if _running(p)]
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -23,12 +23,14 @@ from mpc.synth.omop import (
     DISPENSING_COLUMNS,
     DRUG_EXPOSURE_COLUMNS,
     EPISODE_COLUMNS,
+    OBSERVATION_PERIOD_COLUMNS,
     PERSON_COLUMNS,
 )
 
 HOSPITALS = ("hospital_a", "hospital_b", "hospital_c")
 TABLES = {"person": PERSON_COLUMNS, "condition_occurrence": CONDITION_COLUMNS,
-          "drug_exposure": DRUG_EXPOSURE_COLUMNS, "episode": EPISODE_COLUMNS}
+          "drug_exposure": DRUG_EXPOSURE_COLUMNS,
+          "observation_period": OBSERVATION_PERIOD_COLUMNS, "episode": EPISODE_COLUMNS}
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -58,7 +60,7 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
                                         fmt=fmt).hospitals["hospital_a"].parents[1])
         other = files(generate_federation(tmp_path / fmt / "other", patients=500, seed=4,
                                           fmt=fmt).hospitals["hospital_a"].parents[1])
-        assert len(one) == 3 * 4 - 1 + 2 + 2 and one == two
+        assert len(one) == 3 * len(TABLES) - 1 + 2 + 2 and one == two
         assert all(name.endswith(f".{fmt}") for name in one)
         assert one.keys() == other.keys() and one != other
 

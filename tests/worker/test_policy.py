@@ -149,9 +149,10 @@ def test_a_pinned_use_case_takes_only_its_own_bytes(tmp_path: Path) -> None:
 def test_limits_on_cells_and_parties(tmp_path: Path) -> None:
     config = party_config(tmp_path, limits={"max_cells": 8, "max_parties": 2})
     assert refusal(config, aggregate(parties=HOSPITALS[:2])) == \
-        "the table has 9 cells; its limit is 8 ([limits] max_cells)"
-    assert refusal(config, aggregate(group_by=("line",))) == \
-        "the job has 3 parties; its limit is 2 ([limits] max_parties)"
+        "the table has 9 cells; its limit is 8 ([limits] max_cells in party.toml)"
+    assert refusal(config, aggregate(group_by=("line",))) == (
+        "the job has 3 parties; its limit is 2 ([limits] max_parties in party.toml; "
+        "`mpc demo --parties-limit`)")
     assert approve(config, aggregate(parties=HOSPITALS[:2], group_by=("line",)),
                    "coordinator").cells == 3
     at_limit = party_config(tmp_path, limits={"max_cells": 9, "max_parties": 3})

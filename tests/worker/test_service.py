@@ -429,7 +429,8 @@ def test_the_time_limit_yields_a_timeout_and_kills_the_job(make_world: Callable[
     events = list(stream)
     assert 0.5 < time.monotonic() - started < 3
     assert [failure(e) for e in events] == \
-        [(PARTY, Code.TIMEOUT, "the job exceeded the worker's time limit of 1 s")]
+        [(PARTY, Code.TIMEOUT, "the job exceeded the worker's time limit of 1 s "
+                               "(job_timeout_s in party.toml; `mpc demo --job-timeout`)")]
     assert job.orders() == [AbortOrder("time limit of 1 s exceeded")]
     assert job.killed and job.joins == [2.0, 5]
     assert [(e["code"], e["reason"]) for e in world.entries()
@@ -583,6 +584,39 @@ def test_the_end_of_a_finished_stream_aborts_nothing(world: World) -> None:
     context.end()
     time.sleep(0.05)  # the callback's thread, if it did anything
     assert AuditEvent.JOB_ABORTED not in world.events() and job.orders() == []
+
+
+# ---- a worker that stops (SIGTERM) --------------------------------------------------------
+
+def test_a_stopping_worker_aborts_its_jobs_tells_the_coordinator_and_takes_no_more(
+        world: World) -> None:
+    stream, job = accepted(world)
+    started = time.monotonic()
+    world.service.stop()
+    assert time.monotonic() - started < 1  # the job ended on the order, no grace waited
+    assert job.orders() == [AbortOrder("the worker is shutting down")]
+    assert not job.alive and not job.killed
+    assert [failure(e) for e in stream] == \
+        [(PARTY, Code.WORKER, "the worker is shutting down")]
+    assert [(e["code"], e["reason"]) for e in world.entries()
+            if e["event"] == AuditEvent.JOB_ABORTED] == \
+        [(Code.ABORTED, "the worker is shutting down")]
+    assert not world.service.jobs
+    with pytest.raises(Aborted) as err:
+        next(world.submit(job_id="job-0000000000000002"))
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    assert err.value.details == f"{PARTY}: the worker is shutting down"
+    assert len(world.jobs) == 1
+
+
+def test_a_stopping_worker_kills_a_job_that_ignores_the_order(
+        make_world: Callable[..., World]) -> None:
+    world = make_world(stubborn=True)
+    stream, job = accepted(world)
+    world.service.stop()
+    assert job.killed and not job.alive  # within the grace, then SIGKILL
+    assert [failure(e)[1] for e in stream] == [Code.WORKER]
+    assert not world.service.jobs
 
 
 # ---- Start --------------------------------------------------------------------------------

@@ -182,14 +182,16 @@ def generated_federation(root: Path, usecases: Sequence[str], *,
     options."""
     data = generate_federation(root / "data", **generate)
 
-    def setup(dataset: str, source: dict[str, str]) -> PartySetup:
-        return PartySetup({dataset: source}, usecases,
-                          bounds={dataset: demo_bounds(dataset, ledger=ledger,
-                                                       **(bounds or {}).get(dataset, {}))})
+    def setup(datasets: dict[str, dict[str, str]]) -> PartySetup:
+        return PartySetup(datasets, usecases,
+                          bounds={d: demo_bounds(d, ledger=ledger, **(bounds or {}).get(d, {}))
+                                  for d in datasets})
 
-    setups = {h: setup("treatments", {"omop": str(f)}) for h, f in data.hospitals.items()}
-    setups |= {i: setup("claims", {"path": str(f)}) for i, f in data.insurers.items()}
-    setups |= {p: setup("dispensing", {"path": str(f)}) for p, f in data.pharmacies.items()}
+    # A hospital's OMOP folder is two datasets: its treatments and its treatment episodes.
+    setups = {h: setup({"treatments": {"omop": str(f)}, "treatment_episodes": {"omop": str(f)}})
+              for h, f in data.hospitals.items()}
+    setups |= {i: setup({"claims": {"path": str(f)}}) for i, f in data.insurers.items()}
+    setups |= {p: setup({"dispensing": {"path": str(f)}}) for p, f in data.pharmacies.items()}
     frames = {h: treatments_from_omop(f) for h, f in data.hospitals.items()}
     frames |= {p: pd.read_csv(f, dtype=str).assign(packs=lambda d: d.packs.astype(int))
                for p, f in data.pharmacies.items()}

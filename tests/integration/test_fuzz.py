@@ -200,7 +200,7 @@ def test_worker_endpoints(harness: Harness) -> None:
         refused(lambda: stub.Submit(worker_pb2.SubmitRequest(job_id="fuzz-big-spec-01",
                                                              spec_toml=big), timeout=10),
                 INVALID, f"the spec has {len(big)} bytes; {ME} takes at most "
-                         f"{config.limits.max_spec_bytes}")
+                         f"{config.limits.max_spec_bytes} {raised_by('max_spec_bytes')}")
         start_orders_to_a_waiting_job(harness, stub)
     assert_federation_works(harness)
 

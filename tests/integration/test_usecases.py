@@ -17,7 +17,9 @@ from tests.helpers import plaintext_release_frames
 ALL = sorted((Path(__file__).resolve().parents[2] / "usecases").glob("*.toml"))
 USECASES = [u for u in ALL if load_spec(u).kind == "aggregate" and load_spec(u).noise is None]
 NOISY = [u for u in ALL if load_spec(u).noise is not None]
-LINKED = [u for u in ALL if load_spec(u).kind != "aggregate"]  # exact checks: test_linkage
+# exact checks: test_linkage and test_distribution
+LINKED = [u for u in ALL if load_spec(u).kind in ("linkage", "overlap")]
+DISTRIBUTIONS = [u for u in ALL if load_spec(u).kind == "distribution"]
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +67,25 @@ def test_linkage_and_overlap_usecases_run(federation: tuple[Harness, dict],
     assert outcome.table is not None
     scalar = outcome.table.scalar()
     assert scalar is not None and scalar["value"] > 0
+
+
+@pytest.mark.parametrize("usecase", DISTRIBUTIONS, ids=lambda p: p.stem)
+def test_distribution_usecases_release_plausible_medians(federation: tuple[Harness, dict],
+                                                          usecase: Path) -> None:
+    """On the generated hospitals' treatment episodes (the OMOP view), the first-line
+    osimertinib median is released and lies where the generator puts it (the exact
+    comparison with plaintext is tests/integration/test_distribution.py)."""
+    from mpc.kinds.distribution import decode
+
+    harness, _ = federation
+    outcome = harness.run(load_spec(usecase).text)
+    assert outcome.table is not None
+    groups = {g.categories: g for g in decode(outcome.table)}
+    first_line = groups[("osimertinib", "1")]
+    assert first_line.n is not None and first_line.n > 100
+    median = dict((q, days) for q, _, days in first_line.quantiles)[0.5]
+    if outcome.spec.job.column == "duration_days":  # type: ignore[attr-defined]
+        assert median is not None and 300 <= median <= 900, median  # 10 to 30 months
+    else:  # most first-line patients need no next line: its median may not be reached
+        assert median is not None and median >= 180, median
+    assert any(s is not None and s < 1 for _, s in first_line.curve)

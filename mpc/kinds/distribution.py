@@ -207,10 +207,11 @@ class Distribution(JobKind):
     def rules_words(self, spec: UseCaseSpec, rules: DisclosureRules) -> str:
         n = rules.min_contributors
         have = f"{n} party has" if n == 1 else f"{n} parties have"
-        return (f"A group's n and quantiles are released only if it has at least "
-                f"{rules.min_cell} episodes and at least {have} episodes in it; a curve "
-                f"point or quantile only while at least {rules.min_cell} episodes are still "
-                f"at risk at its edge (the start of the quantile's bin). Histograms and bin "
+        return (f"A group's n is released only if it has at least {rules.min_cell} "
+                f"episodes and at least {have} episodes in it; a curve point only while at "
+                f"least {rules.min_cell} episodes are at risk at its edge and the step to it "
+                f"holds at least {rules.min_cell} events (or none); a quantile only where "
+                f"the curve points at both ends of its bin are released. Histograms and bin "
                 f"counts are never opened.")
 
 

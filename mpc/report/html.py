@@ -21,6 +21,7 @@ from markupsafe import Markup
 from mpc.config.rules import DISCRETE_LAPLACE
 from mpc.config.spec import DisclosureRules, UseCaseSpec
 from mpc.kinds import kind_of
+from mpc.kinds.distribution import DistributionJob
 from mpc.report.table import ReleasedTable
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
     spec, rules = table.spec, table.rules
     keep = np.asarray(table.cell_keep, dtype=bool)
     released = np.where(keep, np.asarray(table.cell_value, dtype=np.int64), 0)
-    charts, chart_note = _charts(table, keep, released)
+    charts, chart_note = (([], None) if isinstance(spec.job, DistributionJob)
+                          else _charts(table, keep, released))
     scalar = table.scalar()  # None: the kind has no scalar
     context: dict[str, Any] = {
         "spec": spec,
@@ -73,6 +75,12 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
         "chart_note": chart_note,
         "spec_text": spec.text.decode("utf-8", errors="replace"),
     }
+    context["grouped"] = None
+    if isinstance(spec.job, DistributionJob):  # per group: n, quantiles and a curve
+        from mpc.report.distribution import distribution_context
+
+        context["grouped"] = distribution_context(table)
+        context["charts"], context["chart_note"] = [], None
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.html"
     path.write_text(_template().render(context), encoding="utf-8")

@@ -116,13 +116,13 @@ _TIME_ON_TREATMENT: dict[str, dict[str | None, tuple[tuple[float, float, float],
 _DURATION_SHAPE = 1.3  # Weibull shape: the stopping rate rises slowly with time
 _MONTH_DAYS = 30.44
 _SWITCH_P = 0.75  # a later line prefers another common regimen, if there is one
-_N_LINES_P = (0.60, 0.27, 0.09, 0.04)  # lines planned per patient: 1, 2, 3, 4
+_N_LINES_P = (0.45, 0.32, 0.15, 0.08)  # lines planned per patient: 1, 2, 3, 4
 # Follow-up after a patient's last treatment: the chance to die (if before the cut-off),
 # by indication in INDICATIONS order, the mean survival after it, and loss to follow-up.
 _DEATH_P = (0.45, 0.75, 0.35, 0.30, 0.40)
 _DEATH_MEAN_DAYS = 240
 _LOST_P = 0.04
-_REFERRAL_P = 0.45  # of patients with a later line, referred to another hospital for it
+_REFERRAL_P = 0.38  # of patients with a later line, referred to another hospital for it
 _HOSPITAL_W = (0.5, 0.3, 0.2, 0.15, 0.1)  # by position; later parties take the last
 _INSURER_W = (0.6, 0.4, 0.3, 0.2)
 _PHARMACY_SHARE = (0.12, 0.02)  # share of all patients a pharmacy dispenses to

@@ -44,43 +44,46 @@ class Chart:
 
 def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | None = None) -> Path:
     """Write folder/report.html for a released table; returns its path."""
-    spec, rules = table.spec, table.rules
+    spec, rules, job = table.spec, table.rules, table.spec.job
+    # A distribution release is per group (n, quantiles, a curve), not one value per cell.
+    grouped: dict[str, Any] | None = None
+    basics: list[str] | None = None
+    if isinstance(job, DistributionJob):
+        from mpc.report.distribution import distribution_context, rules_basics
+
+        grouped, basics = distribution_context(table), rules_basics(rules)
     keep = np.asarray(table.cell_keep, dtype=bool)
     released = np.where(keep, np.asarray(table.cell_value, dtype=np.int64), 0)
-    charts, chart_note = (([], None) if isinstance(spec.job, DistributionJob)
-                          else _charts(table, keep, released))
+    charts, chart_note = ([], None) if grouped else _charts(table, keep, released)
     scalar = table.scalar()  # None: the kind has no scalar
     context: dict[str, Any] = {
         "spec": spec,
         "job_id": table.job_id,
         "released_at": table.released_at,
         "job_time": None if job_seconds is None else _duration(job_seconds),
-        "measure": str(spec.measure),
+        "measure": job.column if isinstance(job, DistributionJob) else str(spec.measure),
         "measure_words": measure_words(spec),
         "rules": rules,
         "rules_words": (_noise_words(table) if spec.noise is not None else
-                        _rules_words(rules, spec.disclosure, spec)),
+                        _rules_words(rules, spec.disclosure, spec, basics)),
         "suppressed_title": _suppressed_title(rules),
-        "cells": len(keep),
-        "suppressed_cells": int((~keep).sum()),
+        "row_words": kind_of(job).row_words,
+        "cells": len(keep) if grouped is None else grouped["groups"],
+        "suppressed_cells": (int((~keep).sum()) if grouped is None
+                             else grouped["suppressed"]),
         "scalar": (None if scalar is None else
-                   {"name": kind_of(spec.job).scalar_label, **scalar}),
-        "rows": [
+                   {"name": kind_of(job).scalar_label, **scalar}),
+        "rows": [] if grouped else [
             {"cells": combo, "suppressed": not k, "value": int(v),
              "shown": f"{int(v):,}" + (f" ± {table.interval}" if table.interval else "")}
             for combo, k, v in zip(spec.category_rows(), keep, released, strict=True)
         ],
-        "margins": _margins(table, keep, released),
+        "margins": {} if grouped else _margins(table, keep, released),
         "charts": charts,
         "chart_note": chart_note,
+        "grouped": grouped,
         "spec_text": spec.text.decode("utf-8", errors="replace"),
     }
-    context["grouped"] = None
-    if isinstance(spec.job, DistributionJob):  # per group: n, quantiles and a curve
-        from mpc.report.distribution import distribution_context
-
-        context["grouped"] = distribution_context(table)
-        context["charts"], context["chart_note"] = [], None
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.html"
     path.write_text(_template().render(context), encoding="utf-8")
@@ -135,9 +138,10 @@ def _noise_words(table: ReleasedTable) -> list[str]:
     ]
 
 
-def _rules_words(rules: DisclosureRules, asked: DisclosureRules, spec: UseCaseSpec
-                 ) -> list[str]:
-    words = [
+def _rules_words(rules: DisclosureRules, asked: DisclosureRules, spec: UseCaseSpec,
+                 basics: list[str] | None = None) -> list[str]:
+    """`basics`: the kind's own first lines (min_cell and suppress_zero in its words)."""
+    words = list(basics) if basics is not None else [
         f"Non-zero cells below {rules.min_cell} are suppressed (min_cell = {rules.min_cell}).",
         "Zero cells are suppressed too (suppress_zero = true)." if rules.suppress_zero else
         "Zero cells are released as 0 (suppress_zero = false): a 0 is a true zero, "

@@ -57,6 +57,12 @@ def first(entries: Entries, event: str, **match: Any) -> dict[str, Any]:
                 and all(e.get(k) == v for k, v in match.items()))
 
 
+def first_message(entries: Entries, **match: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first message record matching `match`, with the messages entry that holds it."""
+    return next((e, m) for e in entries if e["event"] == "messages" for m in e["messages"]
+                if all(m.get(k) == v for k, v in match.items()))
+
+
 def assert_caught(case: Path, check: str, *phrases: str) -> None:
     ok, findings = run_verify(case)
     assert not ok

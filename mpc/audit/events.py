@@ -57,8 +57,12 @@ class AuditEvent(StrEnum):
     SESSION_START = "session_start"
     # A digest of the rules the parties agreed on, if recorded: job, and the digest fields.
     RULES_AGREED = "rules_agreed"
-    # One per peer-mesh message (JobRecorder.observe): job, dir (sent | received), peer,
-    # tag, number, size, digest (salted: both ends compute it alike).
+    # Peer-mesh messages, a batch per entry (JobRecorder.observe): job, messages, a list of
+    # {dir (sent | received), peer, tag, number, size, digest (salted: both ends compute it
+    # alike)}. One signature per batch rather than per message keeps verification fast.
+    MESSAGES = "messages"
+    # One message per entry, with the fields of one record of MESSAGES: what earlier
+    # versions wrote; the verifier still reads it.
     MESSAGE = "message"
     # Salted commitments to the input table and its query: job, table, query.
     INPUT_COMMITMENT = "input_commitment"
@@ -96,6 +100,9 @@ class AuditEvent(StrEnum):
 
 
 E = AuditEvent
+# One peer-mesh message as the log records it: a record of MESSAGES (an entry of MESSAGE
+# has these and job).
+MESSAGE_RECORD = ("dir", "peer", "tag", "number", "size", "digest")
 # What each event's readers rely on (the verifier, Ledger.from_log, the services' replay
 # guards): an entry without one of these is refused when it is written.
 REQUIRED_FIELDS: Mapping[AuditEvent, frozenset[str]] = MappingProxyType({
@@ -112,7 +119,8 @@ REQUIRED_FIELDS: Mapping[AuditEvent, frozenset[str]] = MappingProxyType({
     E.SESSION_START: frozenset({"job", "spec_sha256", "parties", "rank", "coordinator",
                                 "rules"}),
     E.RULES_AGREED: frozenset({"job"}),
-    E.MESSAGE: frozenset({"job", "dir", "peer", "tag", "number", "size", "digest"}),
+    E.MESSAGES: frozenset({"job", "messages"}),
+    E.MESSAGE: frozenset({"job", *MESSAGE_RECORD}),
     E.INPUT_COMMITMENT: frozenset({"job", "table", "query"}),
     E.RELEASE: frozenset({"job", "recipient"}),
     E.RESULT: frozenset({"job", "digest", "rules", "values"}),

@@ -3,11 +3,12 @@ and the pins of the coordinator's and the dealer's logs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from mpc.audit.events import COORDINATOR_ROLE, DEALER_ROLE, AuditEvent
+from mpc.audit.events import COORDINATOR_ROLE, DEALER_ROLE, MESSAGE_RECORD, AuditEvent
 from mpc.audit.log import RESERVED, canonical
 from mpc.audit.model import Finding, MemberLog, Report
 from mpc.config.federation import Federation
@@ -33,24 +34,44 @@ class JobView:
         self.job = job
         self.entries: dict[str, list[dict[str, Any]]] = {
             m: log.job_entries(job) for m, log in logs.items() if log.job_entries(job)}
+        # Indexed once per job: the checks ask for many events, and a scan each would cost
+        # the job's whole size every time.
+        self._by_event: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+        self._members: dict[Any, list[str]] = {}
+        for member, entries in self.entries.items():
+            for e in entries:
+                event = e.get("event")
+                if not isinstance(event, str):
+                    continue
+                found = self._by_event.setdefault((member, event), [])
+                if not found:
+                    self._members.setdefault(event, []).append(member)
+                found.append(e)
 
     def events(self, member: str, event: AuditEvent) -> list[dict[str, Any]]:
-        return [e for e in self.entries.get(member, []) if e.get("event") == event]
+        return self._by_event.get((member, event), [])
 
     def first(self, member: str, event: AuditEvent) -> dict[str, Any] | None:
         found = self.events(member, event)
         return found[0] if found else None
 
     def all(self, event: AuditEvent) -> list[tuple[str, dict[str, Any]]]:
-        return [(m, e) for m, es in self.entries.items() for e in es if e.get("event") == event]
+        return [(m, e) for m in self._members.get(event, []) for e in self.events(m, event)]
 
 
 def check_jobs(logs: dict[str, MemberLog], federation: Federation, report: Report) -> None:
-    jobs = sorted({e["job"] for log in logs.values() for e in log.entries if "job" in e},
-                  key=lambda j: min(e["time"] for log in logs.values()
-                                    for e in log.job_entries(j)))
-    for job in jobs:
+    started: dict[str, float] = {}  # job -> the time of its first entry in any log
+    for log in logs.values():
+        for job in log.jobs():
+            at = min(_time(e) for e in log.job_entries(job))
+            started[job] = min(at, started.get(job, at))
+    for job in sorted(started, key=lambda j: started[j]):
         _check_job(JobView(job, logs), logs, federation, report)
+
+
+def _time(entry: dict[str, Any]) -> float:
+    at = entry.get("time")
+    return float(at) if isinstance(at, int | float) else float("inf")
 
 
 def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation,
@@ -129,7 +150,7 @@ def _check_messages(view: JobView, logs: dict[str, MemberLog], aborted: bool,
     """Every message one party sent, its peer received, with the same digest and size."""
     sent: dict[tuple[str, str, int], dict[str, Any]] = {}
     received: dict[tuple[str, str, int], dict[str, Any]] = {}
-    for member, e in view.all(AuditEvent.MESSAGE):
+    for member, e in _messages(view, finding):
         if e["dir"] == "sent":
             sent[(member, e["peer"], e["number"])] = e
         else:
@@ -150,6 +171,24 @@ def _check_messages(view: JobView, logs: dict[str, MemberLog], aborted: bool,
             finding("delivery", f"{receiver} logged message {seq} from {sender} ({r['tag']}) "
                                 f"as received, but {sender} never logged sending it", receiver)
     return paired
+
+
+def _messages(view: JobView, finding: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every message record of the job, as (member, record): the records of MESSAGES
+    entries and the one-message entries earlier versions wrote."""
+    yield from view.all(AuditEvent.MESSAGE)
+    for member, e in view.all(AuditEvent.MESSAGES):
+        records = e.get("messages")
+        if not isinstance(records, list):
+            finding("chain", f"{member}'s entry {e['seq']} ({e['event']}) holds no list of "
+                             "messages", member)
+            continue
+        for record in records:
+            if not isinstance(record, dict) or not set(MESSAGE_RECORD) <= record.keys():
+                finding("chain", f"{member}'s entry {e['seq']} ({e['event']}) holds a "
+                                 "malformed message record", member)
+                continue
+            yield member, record
 
 
 def _check_dealer(view: JobView, federation: Federation, finding: Any) -> int:

@@ -22,6 +22,7 @@ class MemberLog:
     role: str
     entries: list[dict[str, Any]]  # valid JSON entries, in seq order
     torn: bool = False
+    _by_job: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
 
     def last_seq(self) -> int:
         return self.entries[-1]["seq"] if self.entries else -1
@@ -30,7 +31,20 @@ class MemberLog:
         return {e["seq"]: e for e in self.entries}
 
     def job_entries(self, job: str) -> list[dict[str, Any]]:
-        return [e for e in self.entries if e.get("job") == job]
+        """This job's entries, in order. Indexed once: the audit asks for every job's, and a
+        scan per job would grow with jobs times entries."""
+        if self._by_job is None:
+            self._by_job = {}
+            for e in self.entries:
+                if isinstance(e.get("job"), str):
+                    self._by_job.setdefault(e["job"], []).append(e)
+        return self._by_job.get(job, [])
+
+    def jobs(self) -> list[str]:
+        """The jobs this log has entries of, in order of their first entry."""
+        self.job_entries("")
+        assert self._by_job is not None
+        return list(self._by_job)
 
 
 @dataclass

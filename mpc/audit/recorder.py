@@ -2,8 +2,11 @@
 
 Entries are buffered and appended in batches (one fsync each) to the member's own
 log, which the worker appends to as well. Every message on the peer mesh becomes
-an entry with a salted digest both ends compute alike, so an auditor can pair
-what one party sent with what the other received without seeing a byte of it.
+a record with a salted digest both ends compute alike, so an auditor can pair
+what one party sent with what the other received without seeing a byte of it. The
+records go into one MESSAGES entry per batch, in their place among the other
+entries: a job at 40 parties sends about 100,000 messages, and one signature each
+would make the audit slow to verify.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mpc.audit.digests import commit, message_digest
-from mpc.audit.events import AuditEvent, check_fields
+from mpc.audit.events import MESSAGE_RECORD, AuditEvent, check_fields
 from mpc.audit.log import AuditLog, Head
 from mpc.transport.peer_mesh import WireEvent
 
@@ -28,6 +31,7 @@ class JobRecorder:
         self.job_id = job_id
         self.party = party
         self._pending: list[tuple[AuditEvent, dict[str, Any]]] = []
+        self._messages: list[dict[str, Any]] = []  # since the last entry of another event
         self._lock = threading.Lock()
 
     def add(self, event: AuditEvent, **fields: Any) -> None:
@@ -36,6 +40,7 @@ class JobRecorder:
         fields = {"job": self.job_id, **fields}
         check_fields(event, fields)
         with self._lock:
+            self._close_messages()
             self._pending.append((event, fields))
             full = len(self._pending) >= BATCH
         if full:
@@ -43,17 +48,30 @@ class JobRecorder:
 
     def flush(self) -> None:
         with self._lock:
+            self._close_messages()
             pending, self._pending = self._pending, []
         self.log.append_many(pending)
 
+    def _close_messages(self) -> None:
+        """The messages so far become one entry (the lock is held)."""
+        if self._messages:
+            self._pending.append((AuditEvent.MESSAGES,
+                                  {"job": self.job_id, "messages": self._messages}))
+            self._messages = []
+
     def observe(self, event: WireEvent) -> None:
-        """Mesh observer: one entry per message, with its salted digest, never its bytes."""
+        """Mesh observer: one record per message, with its salted digest, never its bytes."""
         sender, receiver = ((self.party, event.peer) if event.direction == "sent"
                             else (event.peer, self.party))
-        self.add(AuditEvent.MESSAGE, dir=event.direction, peer=event.peer, tag=event.tag,
-                 number=event.seq, size=len(event.payload),
-                 digest=message_digest(self.job_id, sender, receiver, event.seq, event.nonce,
-                                       event.payload))
+        record = dict(zip(MESSAGE_RECORD, (
+            event.direction, event.peer, event.tag, event.seq, len(event.payload),
+            message_digest(self.job_id, sender, receiver, event.seq, event.nonce,
+                           event.payload)), strict=True))
+        with self._lock:
+            self._messages.append(record)
+            full = len(self._messages) >= BATCH
+        if full:
+            self.flush()
 
     def commit_inputs(self, table_bytes: bytes, dataset_definition: str,
                       openings: Path) -> None:

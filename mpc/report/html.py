@@ -32,8 +32,13 @@ if TYPE_CHECKING:
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies; yellow last (faint).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
 SUPPRESSED_COLOUR = "#666666"
-# Past this many bars a chart is unreadable; the table below it still lists every cell.
-MAX_CHART_BARS = 600
+# Past these a chart is unreadable; the table below it and result.csv still hold every cell.
+MAX_CHART_BARS = 600  # bars in one chart
+MAX_STACKS = 12  # segments of a stacked bar, or bars side by side: one colour each
+MAX_CHARTS = 12  # stacked charts, one per value of the first column
+MAX_CHART_CELLS = 1200  # cells drawn on one page: drawing is most of a report's time and size
+# Past this many rows the released table is collapsed (the page stays quick to open).
+COLLAPSE_ROWS = 500
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ def write_report(table: ReleasedTable, folder: Path, *, job_seconds: float | Non
             for combo, k, v in zip(spec.category_rows(), keep, released, strict=True)
         ],
         "margins": {} if grouped else _margins(table, keep, released),
+        "collapsed": len(keep) > COLLAPSE_ROWS,
         "charts": charts,
         "chart_note": chart_note,
         "grouped": grouped,
@@ -190,15 +196,17 @@ def _margins(table: ReleasedTable, keep: np.ndarray, released: np.ndarray
 
 def _charts(table: ReleasedTable, keep: np.ndarray, released: np.ndarray
             ) -> tuple[list[Chart], str | None]:
+    """The charts that are readable, and a note on what is left out. Drawing is most of a
+    report's time, so a chart nobody could read is not drawn at all."""
     spec = table.spec
     shape = spec.shape
     names = spec.group_by
     labels = [values for _, values in spec.categories]
     y_label = measure_words(spec)
-    bars = len(keep) if len(shape) < 3 else shape[0] * shape[1]
-    if bars > MAX_CHART_BARS:
-        return [], (f"The table has too many categories to chart ({bars} bars); "
-                    "every cell is in the table below.")
+    unreadable = _unreadable(shape)
+    if unreadable:
+        return [], (f"The table has too many categories to chart ({unreadable}); every cell "
+                    "is in the table below and in result.csv.")
     # Imported here: matplotlib costs about a second at import and only reports need it.
     from matplotlib import rc_context
 
@@ -210,15 +218,20 @@ def _charts(table: ReleasedTable, keep: np.ndarray, released: np.ndarray
             keep3 = keep.reshape(shape[0], shape[1], len(stacks))
             value3 = released.reshape(shape[0], shape[1], len(stacks))
             bottom, top = _stack_range(value3)
+            drawn = min(MAX_CHARTS, MAX_CHART_CELLS // (shape[1] * len(stacks)))
             charts = []
-            for i, label in enumerate(labels[0]):
+            for i, label in enumerate(labels[0][:drawn]):
                 title = f"{names[0]}: {label}"
                 fig, ax = _figure(shape[1])
                 hidden = _stacked(ax, labels[1], stacks, keep3[i], value3[i], (bottom, top))
                 _decorate(ax, title, names[1], y_label, " / ".join(names[2:]), labels[1],
                           hidden)
                 charts.append(Chart(title, _svg(fig, f"chart{i + 1}")))
-            return charts, None
+            note = (None if shape[0] <= drawn else
+                    f"The charts show the first {drawn} of the {shape[0]} values of "
+                    f"{names[0]}: more would make the page slow to open. Every cell is in "
+                    "the table below and in result.csv.")
+            return charts, note
         if len(shape) == 2:
             title = f"{spec.name}: {names[0]} by {names[1]}"
             series: tuple[str, ...] | list[str]
@@ -232,6 +245,25 @@ def _charts(table: ReleasedTable, keep: np.ndarray, released: np.ndarray
         hidden = _grouped(ax, labels[-1], series, keep2, value2)
         _decorate(ax, title, names[-1], y_label, series_title, labels[-1], hidden)
         return [Chart(title, _svg(fig, "chart1"))], None
+
+
+def _unreadable(shape: tuple[int, ...]) -> str | None:
+    """Why a table of this shape cannot be charted readably, or None."""
+    if len(shape) >= 3:
+        stacks = int(np.prod(shape[2:]))
+        if stacks > MAX_STACKS:
+            return f"{stacks} segments per bar"
+        if shape[1] > MAX_CHART_BARS // MAX_STACKS:
+            return f"{shape[1]} bars per chart"
+        if shape[1] * stacks > MAX_CHART_CELLS:
+            return f"{shape[1] * stacks} segments per chart"
+        return None
+    bars = int(np.prod(shape))
+    if bars > MAX_CHART_BARS:
+        return f"{bars} bars"
+    if len(shape) == 2 and shape[0] > MAX_STACKS:
+        return f"{shape[0]} bars in each group"
+    return None
 
 
 _STYLE: dict[RcKeyType, Any] = {

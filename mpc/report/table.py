@@ -9,19 +9,23 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from mpc.config.spec import DisclosureRules, UseCaseSpec
 from mpc.errors import ProtocolAbort
 from mpc.kinds import kind_of
 
+if TYPE_CHECKING:
+    import torch
+
 
 def reconstruct(keep_shares: Sequence[torch.Tensor], value_shares: Sequence[torch.Tensor],
                 cells: int) -> tuple[np.ndarray, np.ndarray]:
     """Add every party's shares (mod 2^64); check the result is a well-formed release."""
+    import torch  # here: the auditor and the report read this module, and need no torch
+
     if len(keep_shares) != len(value_shares) or not keep_shares:
         raise ProtocolAbort("a release needs one keep and one value share from every party")
     for t in (*keep_shares, *value_shares):

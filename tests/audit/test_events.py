@@ -130,7 +130,8 @@ def test_every_event_has_its_required_fields_and_keeps_its_name() -> None:
     assert {
         "service_start", "service_stop", "job_received", "job_replay_refused",
         "policy_decision", "job_start", "job_aborted", "release_recorded", "member_head",
-        "session_start", "rules_agreed", "message", "input_commitment", "release", "result",
+        "session_start", "rules_agreed", "message", "messages", "input_commitment", "release",
+        "result",
         "dealer_ledger", "job_end", "peer_heads", "job_submitted", "release_received",
         "party_heads", "job_joined_first", "party_joined", "join_refused", "correlation",
         "party_left", "points_received", "link_outcome"} == EVENTS

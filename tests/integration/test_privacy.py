@@ -155,7 +155,7 @@ def test_nothing_but_the_release_is_in_the_clear(captured: tuple[Harness, Path])
     # No share and no input value is ever written to an audit log: no payload's bytes,
     # no share element (random 64-bit numbers), no party's table.
     logs = "".join(p.read_text() for p in harness.fed.logs.glob("*.jsonl"))
-    assert "job_end" in logs and "message" in logs
+    assert "job_end" in logs and "\"event\":\"messages\"" in logs
     # (payloads of random shares: 16 bytes with many distinct values, unlike zeros)
     payloads = [r for r in records if r["kind"] == "tensor" and len(set(r["bytes"][:16])) >= 8]
     assert payloads

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mpc.config.spec import DisclosureRules, UseCaseSpec, load_spec, parse_spec
-from mpc.report.html import write_report
+from mpc.report.html import MAX_CHART_CELLS, write_report
 from mpc.report.table import ReleasedTable
 from tests.helpers import spec_text
 
@@ -335,3 +335,30 @@ def test_person_level_kinds_say_what_they_count(tmp_path: Path, usecase: str, co
     assert "min_contributors" not in text.split('id="spec-text"')[0]
     shown = "suppressed" if not keep[-1] else f"{int(raw[-1]):,}"
     assert re.search(rf"{scalar_words}</dt>\s*<dd[^>]*>{shown}", text)
+
+
+def test_a_large_table_is_collapsed_and_charts_only_what_is_readable(tmp_path: Path) -> None:
+    # 20 x 50 x 10 = 10,000 cells: stacked charts of 500 segments, of which a page draws
+    # only as many as stay quick to open; every cell is still in the (collapsed) table.
+    categories = {"region": [f"r{i:02d}" for i in range(20)],
+                  "week": [f"w{i:02d}" for i in range(50)],
+                  "code": [f"k{i}" for i in range(10)]}
+    spec = parse_spec(spec_text("big", PARTIES, group_by=("region", "week", "code"),
+                                categories=categories))
+    table = release(spec, (np.arange(spec.cells) * 7) % 90)
+    html = write_report(table, tmp_path).read_text(encoding="utf-8")
+    page = Page(html)
+    assert len(page.charts) == MAX_CHART_CELLS // 500 < 20
+    assert f"the first {len(page.charts)} of the 20 values of region" in html
+    assert len(page.tables["released-table"]["body"]) == 10_000
+    assert '<details id="released-details">' in html and 'href="result.csv"' in html
+
+
+def test_too_many_segments_per_bar_leaves_the_charts_out(tmp_path: Path) -> None:
+    categories = {"a": ["x", "y"], "b": ["p", "q"], "c": [f"c{i}" for i in range(13)]}
+    spec = parse_spec(spec_text("wide", PARTIES, group_by=("a", "b", "c"),
+                                categories=categories))
+    html = write_report(release(spec, np.arange(spec.cells) + 10), tmp_path).read_text(
+        encoding="utf-8")
+    assert Page(html).charts == [] and "(13 segments per bar)" in html
+    assert "<details" not in html  # 52 rows: shown open

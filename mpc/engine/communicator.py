@@ -8,6 +8,10 @@ tensor instead of N-1 copies of it).
 
 CrypTen asks its communicator class for *the* instance; ours answers with the calling
 thread's (see crypten_compat, 5.), so sessions on different threads never share one.
+
+Results never alias the caller's input, as with torch.distributed (whose collectives write
+into tensors of their own): updating the input in place after a collective (`tensor += 1`
+after all_gather in CrypTen's test_mutation) must not change a result already returned.
 """
 
 from __future__ import annotations
@@ -157,10 +161,11 @@ class GrpcCommunicator(Communicator):
         return [r for r in range(self.world_size) if r != self.rank]
 
     def _exchange(self, tensor: torch.Tensor, tag: str) -> list[torch.Tensor]:
-        """Send `tensor` to every peer; return everyone's tensor in rank order."""
+        """Send `tensor` to every peer; return everyone's tensor in rank order (this party's
+        own a copy: see the module's docstring)."""
         for r in self._others():
             self.mesh.send_tensor(r, tensor, tag)
-        return [tensor if r == self.rank else self.mesh.recv_tensor(r, tag)
+        return [tensor.clone() if r == self.rank else self.mesh.recv_tensor(r, tag)
                 for r in range(self.world_size)]
 
     @_logging
@@ -169,7 +174,7 @@ class GrpcCommunicator(Communicator):
         if self.rank == src:
             for r in self._others():
                 self.mesh.send_tensor(r, scatter_list[r], "scatter")
-            return scatter_list[self.rank]
+            return scatter_list[self.rank].clone()
         return self.mesh.recv_tensor(src, "scatter")
 
     def _flatten(self, tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -224,7 +229,7 @@ class GrpcCommunicator(Communicator):
         if self.rank != dst:
             self.mesh.send_tensor(dst, tensor, "gather")
             return [None]
-        return [tensor if r == self.rank else self.mesh.recv_tensor(r, "gather")
+        return [tensor.clone() if r == self.rank else self.mesh.recv_tensor(r, "gather")
                 for r in range(self.world_size)]
 
     @_logging

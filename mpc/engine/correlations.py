@@ -7,7 +7,10 @@ from s_i itself; only party 0's last component (the "correction" that makes the
 shares sum to the right value) comes from the dealer, which can compute every
 party's streams. Parties other than 0 never talk to the dealer after joining.
 
-  additive triple  a, b, c = op(a, b)        op in {mul, matmul}
+  additive triple  a, b, c = op(a, b)        op in {mul, matmul} or a convolution (conv1d,
+                                             conv2d, conv_transpose1d, conv_transpose2d with
+                                             their stride, padding, dilation, groups and
+                                             output_padding as typed fields)
   square           r, r2 = r * r
   binary triple    a, b, c = a & b           (XOR sharing)
   wraps            r, theta_r = wraps of the shares of r
@@ -18,18 +21,23 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import torch
 
 from mpc.engine.rng import KeyStream, derive_key
 
 OPS = ("additive_triple", "square", "binary_triple", "wraps", "b2a")
-TORCH_OPS = ("mul", "matmul")
+# Convolutions CrypTen's Beaver protocol asks triples for, by their number of spatial dims.
+CONV_OPS = {"conv1d": 1, "conv2d": 2, "conv_transpose1d": 1, "conv_transpose2d": 2}
+TORCH_OPS = ("mul", "matmul", *CONV_OPS)
 MAX_ELEMENTS = 64 * 1024 * 1024  # one request: at most 512 MiB of int64
+MAX_CONV_ARGUMENT = 1024  # stride, padding, dilation, output_padding and groups
+# One value per spatial dimension, torch's defaults; output_padding for transposed ones only.
+_PER_DIMENSION = {"stride": 1, "padding": 0, "dilation": 1, "output_padding": 0}
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,12 @@ class Request:
     size0: tuple[int, ...]
     size1: tuple[int, ...] = ()
     torch_op: str = ""
+    # Convolutions only (see conv_arguments), empty for every other operation.
+    stride: tuple[int, ...] = ()
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
+    groups: int = 0
+    output_padding: tuple[int, ...] = ()
 
     def validate(self) -> None:
         """Refuse anything outside the whitelist before computing a byte."""
@@ -50,17 +64,57 @@ class Request:
             raise ValueError(f"additive triples are served for {TORCH_OPS}, not {self.torch_op!r}")
         if self.op != "additive_triple" and self.torch_op:
             raise ValueError(f"{self.op} takes no torch_op")
+        if self.torch_op in CONV_OPS:
+            self._validate_conv_arguments()
+        elif self.conv_kwargs():
+            raise ValueError(f"{self.torch_op or self.op} takes no convolution arguments, got "
+                             f"{', '.join(self.conv_kwargs())}")
         if self.op not in ("additive_triple", "binary_triple") and self.size1:
             raise ValueError(f"{self.op} takes one size")
         for size in (self.size0, self.size1):
             if any(d < 0 for d in size) or len(size) > 8:
                 raise ValueError(f"invalid shape {size}")
-        sizes = [self.size0, self.output_size(), self.size1]
-        if sum(math.prod(s) for s in sizes) > MAX_ELEMENTS:
-            raise ValueError("request too large")
+        elements = sum(math.prod(s) for s in (self.size0, self.output_size(), self.size1))
+        if elements > MAX_ELEMENTS:
+            raise ValueError(f"{self.torch_op or self.op} request too large: {elements} "
+                             f"elements (at most {MAX_ELEMENTS})")
+
+    def _validate_conv_arguments(self) -> None:
+        op, dims = self.torch_op, CONV_OPS[self.torch_op]
+        transposed = op.startswith("conv_transpose")
+        given = {"stride": self.stride, "padding": self.padding, "dilation": self.dilation,
+                 "output_padding": self.output_padding}
+        for name, values in given.items():
+            wanted = dims if transposed or name != "output_padding" else 0
+            if not wanted and values:
+                raise ValueError(f"{op} takes no {name}")
+            if len(values) != wanted:
+                raise ValueError(f"{op}: {name} needs {wanted} values, got {len(values)}")
+            low = 1 if name in ("stride", "dilation") else 0
+            if any(not low <= v <= MAX_CONV_ARGUMENT for v in values):
+                raise ValueError(f"{op}: {name} must be integers in {low}..{MAX_CONV_ARGUMENT}, "
+                                 f"got {values}")
+        if not 1 <= self.groups <= MAX_CONV_ARGUMENT:
+            raise ValueError(f"{op}: groups must be an integer in 1..{MAX_CONV_ARGUMENT}, "
+                             f"got {self.groups}")
+        for out_pad, stride, dilation in zip(self.output_padding, self.stride, self.dilation,
+                                             strict=False):
+            if out_pad >= max(stride, dilation):  # torch's own rule
+                raise ValueError(f"{op}: output_padding {self.output_padding} must be smaller "
+                                 "than the stride or the dilation")
+
+    def conv_kwargs(self) -> dict[str, Any]:
+        """The convolution's keyword arguments as torch takes them (only those given)."""
+        given: dict[str, Any] = {"stride": self.stride, "padding": self.padding,
+                                 "dilation": self.dilation, "groups": self.groups,
+                                 "output_padding": self.output_padding}
+        return {k: v for k, v in given.items() if v}
 
     def output_size(self) -> tuple[int, ...]:
         """Shape of the dealer's correction (the last component)."""
+        if self.op == "additive_triple" and self.torch_op in CONV_OPS:
+            return conv_shape(self.torch_op, self.size0, self.size1, self.stride, self.padding,
+                              self.dilation, self.groups, self.output_padding)
         if self.op == "additive_triple" and self.torch_op == "matmul":
             return matmul_shape(self.size0, self.size1)
         if self.op in ("additive_triple", "binary_triple"):
@@ -93,6 +147,74 @@ def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     if len(b) == 1:
         shape = shape[:-1]
     return shape
+
+
+def conv_arguments(torch_op: str, kwargs: Mapping[str, object]) -> dict[str, Any]:
+    """CrypTen's keyword arguments of a triple for `torch_op` as Request fields: for a
+    convolution every one explicit (torch's defaults filled in, one value per spatial
+    dimension), so that the same convolution is always the same request; nothing for mul and
+    matmul. Unknown operations and keywords, and values that are not integers, are refused."""
+    if torch_op not in TORCH_OPS:
+        raise ValueError(f"additive triples are served for {TORCH_OPS}, not {torch_op!r}")
+    if torch_op not in CONV_OPS:
+        if kwargs:
+            raise ValueError(f"{torch_op} takes no keyword arguments, got {', '.join(kwargs)}")
+        return {}
+    dims, transposed = CONV_OPS[torch_op], torch_op.startswith("conv_transpose")
+    per_dimension = [k for k in _PER_DIMENSION if k != "output_padding" or transposed]
+    known = [*per_dimension, "groups"]
+    for name in kwargs:
+        if name not in known:
+            raise ValueError(f"{torch_op} takes no keyword argument {name!r} "
+                             f"(known: {', '.join(known)})")
+    fields: dict[str, Any] = {"groups": _integer(torch_op, "groups", kwargs.get("groups", 1))}
+    for name in per_dimension:
+        value = kwargs.get(name, _PER_DIMENSION[name])
+        fields[name] = (tuple(_integer(torch_op, name, v) for v in value)
+                        if isinstance(value, tuple | list)
+                        else (_integer(torch_op, name, value),) * dims)
+    return fields
+
+
+def _integer(torch_op: str, name: str, value: object) -> int:
+    # bool is an int to Python, not to a convolution; strings ("same") are torch-only
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{torch_op}: {name} takes integers, got {value!r}")
+    return value
+
+
+def conv_shape(torch_op: str, x: tuple[int, ...], w: tuple[int, ...], stride: tuple[int, ...],
+               padding: tuple[int, ...], dilation: tuple[int, ...], groups: int,
+               output_padding: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """torch's result shape of a convolution (input x, kernel w), in plain Python: the dealer
+    knows the size of a request before it computes anything."""
+    dims = CONV_OPS[torch_op]
+    transposed = torch_op.startswith("conv_transpose")
+    if len(w) != dims + 2 or len(x) not in (dims + 1, dims + 2):
+        raise ValueError(f"{torch_op} needs a kernel of {dims + 2} dimensions and an input of "
+                         f"{dims + 1} or {dims + 2}, got {w} and {x}")
+    if any(d < 1 for d in (*x, *w)):
+        raise ValueError(f"{torch_op}: empty dimensions in {x} or {w}")
+    batch, channels, spatial = x[:-dims - 1], x[-dims - 1], x[-dims:]
+    if transposed:  # kernel (in, out / groups, *k)
+        fits, out_channels = channels == w[0] and w[0] % groups == 0, w[1] * groups
+    else:  # kernel (out, in / groups, *k)
+        fits, out_channels = channels == w[1] * groups and w[0] % groups == 0, w[0]
+    if not fits:
+        raise ValueError(f"{torch_op}: input {x} and kernel {w} do not combine with "
+                         f"groups={groups}")
+    out = []
+    for i, length in enumerate(spatial):
+        span = dilation[i] * (w[2 + i] - 1)
+        if transposed:
+            n = (length - 1) * stride[i] - 2 * padding[i] + span + output_padding[i] + 1
+        else:
+            n = (length + 2 * padding[i] - span - 1) // stride[i] + 1
+        if n < 1:
+            raise ValueError(f"{torch_op}: kernel {w} does not fit input {x} with "
+                             f"padding {padding} and dilation {dilation}")
+        out.append(n)
+    return (*batch, out_channels, *out)
 
 
 def party_stream(seed: bytes, job_id: str, rank: int) -> KeyStream:
@@ -157,7 +279,8 @@ def correction(req: Request, streams: Sequence[KeyStream]) -> torch.Tensor:
     if req.op == "additive_triple":
         a = _total(_derived(p[0]) for p in parts)
         b = _total(_derived(p[1]) for p in parts)
-        secret: torch.Tensor = getattr(torch, req.torch_op)(a, b)
+        # int64 arithmetic wraps: the convolution (like mul and matmul) is in Z_2^64
+        secret: torch.Tensor = getattr(torch, req.torch_op)(a, b, **req.conv_kwargs())
         return secret - sum(others_last)
     if req.op == "square":
         r = _total(_derived(p[0]) for p in parts)

@@ -30,11 +30,18 @@
    CrypTen takes anyway for tensors without requires_grad). CrypTen functions that change
    `crypten.cfg` temporarily (max, exp, log, reciprocal, sqrt: cfg.temp_override) are not
    safe in threads; MpcContext/Secret use none of them.
+7. Dropout in training with autograd (crypten.nn.Dropout, `x.dropout()` on a tensor that
+   requires grad): CrypTen's autograd functions draw a *public* mask, the same at every
+   party, with `torch.rand(generator=crypten.generators["global"])`, which torch refuses for
+   our streams. Their forward is replaced by one that draws the same kind of mask from the
+   global stream. Without autograd, CrypTen's dropout draws a secret-shared mask through
+   `crypten.rand` (the rng functions of 3., each party's local stream) and is left as it is.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import threading
 import types
@@ -50,6 +57,7 @@ from mpc.errors import EngineError
 if TYPE_CHECKING:
     from mpc.engine.rng import SequentialStream
 
+log = logging.getLogger(__name__)
 CRYPTEN_VERSION = "0.4.1"
 PROVIDER_NAME = "DEALER"
 _RNG_FUNCTIONS = ("generate_random_ring_element", "generate_kbit_random_tensor")
@@ -186,6 +194,46 @@ def generate_kbit_random_tensor(size: Any, bitlength: int | None = None, generat
     return stream.bits(_size(size), 64 if bitlength is None else bitlength)
 
 
+def uniform(size: Any, generator: Any, device: Any = None) -> torch.Tensor:
+    """What torch.rand(size, generator=...) draws (float32 in [0, 1), 24 random bits each),
+    from one of the project's streams."""
+    bits = _stream_for(generator, device).bits(_size(size), 24)
+    return bits.to(torch.float32) / float(1 << 24)
+
+
+def _public_mask_dropout(ctx: Any, input: Any, p: float, training: bool, inplace: bool,
+                         mask_size: tuple[int, ...]) -> Any:
+    """The forward of CrypTen's autograd dropout (7. above): a mask of `mask_size`, common to
+    every party, broadcast over `input`; saved as CrypTen's backward reads it."""
+    if not training:
+        return input if inplace else input.clone()
+    if not 0.0 <= p < 1.0:
+        raise EngineError(f"dropout in training takes a probability in [0, 1), got {p}")
+    if inplace:
+        log.warning("dropout in training with inplace=True: the input itself is updated")
+    crypten = load_crypten()
+    mask = (uniform(mask_size, crypten.generators["global"][input.device], input.device)
+            > p).to(torch.float32)
+    size = tuple(input.size())
+    mask = mask.reshape(mask_size + (1,) * (len(size) - len(mask_size))).expand(size)
+    mask = mask.contiguous()
+    scale = mask.div(1.0 - p)
+    result = input.mul_(scale) if inplace else input.mul(scale)
+    ctx.save_multiple_for_backward([mask, p])
+    return result
+
+
+def _dropout_forward(ctx: Any, input: Any, p: float = 0.5, training: bool = True,
+                     inplace: bool = False) -> Any:
+    return _public_mask_dropout(ctx, input, p, training, inplace, tuple(input.size()))
+
+
+def _feature_dropout_forward(ctx: Any, input: Any, p: float = 0.5, training: bool = True,
+                             inplace: bool = False) -> Any:
+    # one draw per (batch, channel), as CrypTen's _feature_dropout
+    return _public_mask_dropout(ctx, input, p, training, inplace, tuple(input.size())[:2])
+
+
 def _size(size: Any) -> tuple[int, ...]:
     if isinstance(size, int):
         return (size,)
@@ -213,6 +261,7 @@ def install(communicator_cls: type) -> None:
 def _patch(crypten: Any, communicator_cls: type) -> None:
     global _installed
     import crypten.communicator as comm
+    import crypten.gradients as gradients
     import crypten.mpc as cmpc
 
     comm.DistributedCommunicator = communicator_cls
@@ -222,6 +271,8 @@ def _patch(crypten: Any, communicator_cls: type) -> None:
             if hasattr(module, fn):
                 setattr(module, fn, globals()[fn])
     crypten._setup_prng = _setup_prng
+    gradients.AutogradDropout.forward = staticmethod(_dropout_forward)
+    gradients.AutogradFeatureDropout.forward = staticmethod(_feature_dropout_forward)
     for key in list(crypten.generators):
         crypten.generators[key] = ThreadStreams(key)
     registry = cmpc.__dict__["__SUPPORTED_PROVIDERS"]

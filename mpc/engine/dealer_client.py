@@ -45,7 +45,8 @@ class DealerCalls(Protocol):
 def request_to_proto(job_id: str, req: Request) -> dealer_pb2.CorrelationRequest:
     return dealer_pb2.CorrelationRequest(
         job_id=job_id, seq=req.seq, op=OP_TO_PROTO[req.op], size0=req.size0,
-        size1=req.size1, torch_op=req.torch_op,
+        size1=req.size1, torch_op=req.torch_op, stride=req.stride, padding=req.padding,
+        dilation=req.dilation, groups=req.groups, output_padding=req.output_padding,
     )
 
 
@@ -53,7 +54,9 @@ def request_from_proto(msg: dealer_pb2.CorrelationRequest) -> Request:
     if msg.op not in PROTO_TO_OP:
         raise ValueError(f"operation {msg.op} is not served")
     return Request(seq=msg.seq, op=PROTO_TO_OP[msg.op], size0=tuple(msg.size0),
-                   size1=tuple(msg.size1), torch_op=msg.torch_op)
+                   size1=tuple(msg.size1), torch_op=msg.torch_op, stride=tuple(msg.stride),
+                   padding=tuple(msg.padding), dilation=tuple(msg.dilation), groups=msg.groups,
+                   output_padding=tuple(msg.output_padding))
 
 
 class DealerClient:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mpc.engine.correlations import Request, is_complete, local_components
+from mpc.engine.correlations import Request, conv_arguments, is_complete, local_components
 from mpc.engine.crypten_compat import load_crypten
 from mpc.engine.rng import KeyStream, as_size
 from mpc.errors import EngineError
@@ -54,13 +54,15 @@ class DealerProvider(TupleProvider):
         return len(self.ledger)
 
     def _components(self, op: str, size0: Any, size1: Any = (), torch_op: str = "",
-                    device: Any = None) -> list[torch.Tensor]:
+                    device: Any = None, conv: dict[str, Any] | None = None
+                    ) -> list[torch.Tensor]:
         if self._stream is None or self._rank is None:
             raise EngineError("no job session: the dealer provider is not bound")
         if device is not None and torch.device(device).type != "cpu":
             raise EngineError("only CPU tensors are supported")
         req = Request(seq=len(self.ledger), op=op, size0=as_size(size0),
-                      size1=as_size(size1) if size1 != () else (), torch_op=torch_op)
+                      size1=as_size(size1) if size1 != () else (), torch_op=torch_op,
+                      **(conv or {}))
         try:
             req.validate()
         except ValueError as exc:
@@ -77,9 +79,16 @@ class DealerProvider(TupleProvider):
     # ---- the five correlations CrypTen asks for ----------------------------------------------
     def generate_additive_triple(self, size0: Any, size1: Any, op: str, device: Any = None,
                                  *args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
-        if args or kwargs:
-            raise EngineError(f"additive triples for {op} with extra arguments are not served")
-        a, b, c = self._components("additive_triple", size0, size1, op, device)
+        # CrypTen passes a convolution's arguments by keyword; they become typed request
+        # fields the dealer checks again, so both sides compute the same convolution.
+        if args:
+            raise EngineError(f"additive triples for {op} take keyword arguments only, "
+                              f"got {len(args)} positional")
+        try:
+            conv = conv_arguments(op, kwargs)
+        except ValueError as exc:
+            raise EngineError(f"correlation request refused: {exc}") from None
+        a, b, c = self._components("additive_triple", size0, size1, op, device, conv)
         return tuple(ArithmeticSharedTensor.from_shares(t, precision=0) for t in (a, b, c))
 
     def square(self, size: Any, device: Any = None) -> tuple[Any, Any]:

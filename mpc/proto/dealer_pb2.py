@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from mpc.proto import common_pb2 as mpc_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mpc/proto/dealer.proto\x12\tmpc.proto\x1a\x16mpc/proto/common.proto\"X\n\x0bPointsChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04list\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x12\x0e\n\x06points\x18\x05 \x01(\x0c\"\r\n\x0bSubmitReply\"Z\n\x0c\x46\x65tchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x0c\n\x04part\x18\x03 \x01(\t\x12\x0e\n\x06widths\x18\x04 \x03(\x03\x12\x0e\n\x06pad_to\x18\x05 \x01(\x04\"Q\n\x0bJoinRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x02 \x01(\t\x12\x0f\n\x07parties\x18\x03 \x03(\t\x12\x0c\n\x04rank\x18\x04 \x01(\r\"\x19\n\tJoinReply\x12\x0c\n\x04seed\x18\x01 \x01(\x0c\"\x87\x01\n\x12\x43orrelationRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12$\n\x02op\x18\x03 \x01(\x0e\x32\x18.mpc.proto.CorrelationOp\x12\r\n\x05size0\x18\x04 \x03(\x03\x12\r\n\x05size1\x18\x05 \x03(\x03\x12\x10\n\x08torch_op\x18\x06 \x01(\t\">\n\x0cLeaveRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x10\n\x08requests\x18\x03 \x01(\x04\"0\n\nLeaveReply\x12\"\n\x04head\x18\x01 \x01(\x0b\x32\x14.mpc.proto.AuditHead*k\n\rCorrelationOp\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x44\x44ITIVE_TRIPLE\x10\x01\x12\n\n\x06SQUARE\x10\x02\x12\x11\n\rBINARY_TRIPLE\x10\x03\x12\t\n\x05WRAPS\x10\x04\x12\x07\n\x03\x42\x32\x41\x10\x05\x32\xba\x02\n\x06\x44\x65\x61ler\x12\x34\n\x04Join\x12\x16.mpc.proto.JoinRequest\x1a\x14.mpc.proto.JoinReply\x12\x41\n\x0b\x43orrelation\x12\x1d.mpc.proto.CorrelationRequest\x1a\x11.mpc.proto.Tensor0\x01\x12\x37\n\x05Leave\x12\x17.mpc.proto.LeaveRequest\x1a\x15.mpc.proto.LeaveReply\x12@\n\x0cSubmitPoints\x12\x16.mpc.proto.PointsChunk\x1a\x16.mpc.proto.SubmitReply(\x01\x12<\n\x0c\x46\x65tchOutcome\x12\x17.mpc.proto.FetchRequest\x1a\x11.mpc.proto.Tensor0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mpc/proto/dealer.proto\x12\tmpc.proto\x1a\x16mpc/proto/common.proto\"X\n\x0bPointsChunk\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04list\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x12\x0e\n\x06points\x18\x05 \x01(\x0c\"\r\n\x0bSubmitReply\"Z\n\x0c\x46\x65tchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x0c\n\x04part\x18\x03 \x01(\t\x12\x0e\n\x06widths\x18\x04 \x03(\x03\x12\x0e\n\x06pad_to\x18\x05 \x01(\x04\"Q\n\x0bJoinRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x02 \x01(\t\x12\x0f\n\x07parties\x18\x03 \x03(\t\x12\x0c\n\x04rank\x18\x04 \x01(\r\"\x19\n\tJoinReply\x12\x0c\n\x04seed\x18\x01 \x01(\x0c\"\xe2\x01\n\x12\x43orrelationRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12$\n\x02op\x18\x03 \x01(\x0e\x32\x18.mpc.proto.CorrelationOp\x12\r\n\x05size0\x18\x04 \x03(\x03\x12\r\n\x05size1\x18\x05 \x03(\x03\x12\x10\n\x08torch_op\x18\x06 \x01(\t\x12\x0e\n\x06stride\x18\x07 \x03(\x03\x12\x0f\n\x07padding\x18\x08 \x03(\x03\x12\x10\n\x08\x64ilation\x18\t \x03(\x03\x12\x0e\n\x06groups\x18\n \x01(\x03\x12\x16\n\x0eoutput_padding\x18\x0b \x03(\x03\">\n\x0cLeaveRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x10\n\x08requests\x18\x03 \x01(\x04\"0\n\nLeaveReply\x12\"\n\x04head\x18\x01 \x01(\x0b\x32\x14.mpc.proto.AuditHead*k\n\rCorrelationOp\x12\x12\n\x0eOP_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x44\x44ITIVE_TRIPLE\x10\x01\x12\n\n\x06SQUARE\x10\x02\x12\x11\n\rBINARY_TRIPLE\x10\x03\x12\t\n\x05WRAPS\x10\x04\x12\x07\n\x03\x42\x32\x41\x10\x05\x32\xba\x02\n\x06\x44\x65\x61ler\x12\x34\n\x04Join\x12\x16.mpc.proto.JoinRequest\x1a\x14.mpc.proto.JoinReply\x12\x41\n\x0b\x43orrelation\x12\x1d.mpc.proto.CorrelationRequest\x1a\x11.mpc.proto.Tensor0\x01\x12\x37\n\x05Leave\x12\x17.mpc.proto.LeaveRequest\x1a\x15.mpc.proto.LeaveReply\x12@\n\x0cSubmitPoints\x12\x16.mpc.proto.PointsChunk\x1a\x16.mpc.proto.SubmitReply(\x01\x12<\n\x0c\x46\x65tchOutcome\x12\x17.mpc.proto.FetchRequest\x1a\x11.mpc.proto.Tensor0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mpc.proto.dealer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CORRELATIONOP']._serialized_start=620
-  _globals['_CORRELATIONOP']._serialized_end=727
+  _globals['_CORRELATIONOP']._serialized_start=711
+  _globals['_CORRELATIONOP']._serialized_end=818
   _globals['_POINTSCHUNK']._serialized_start=61
   _globals['_POINTSCHUNK']._serialized_end=149
   _globals['_SUBMITREPLY']._serialized_start=151
@@ -45,11 +45,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOINREPLY']._serialized_start=341
   _globals['_JOINREPLY']._serialized_end=366
   _globals['_CORRELATIONREQUEST']._serialized_start=369
-  _globals['_CORRELATIONREQUEST']._serialized_end=504
-  _globals['_LEAVEREQUEST']._serialized_start=506
-  _globals['_LEAVEREQUEST']._serialized_end=568
-  _globals['_LEAVEREPLY']._serialized_start=570
-  _globals['_LEAVEREPLY']._serialized_end=618
-  _globals['_DEALER']._serialized_start=730
-  _globals['_DEALER']._serialized_end=1044
+  _globals['_CORRELATIONREQUEST']._serialized_end=595
+  _globals['_LEAVEREQUEST']._serialized_start=597
+  _globals['_LEAVEREQUEST']._serialized_end=659
+  _globals['_LEAVEREPLY']._serialized_start=661
+  _globals['_LEAVEREPLY']._serialized_end=709
+  _globals['_DEALER']._serialized_start=821
+  _globals['_DEALER']._serialized_end=1135
 # @@protoc_insertion_point(module_scope)

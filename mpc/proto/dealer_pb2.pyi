@@ -74,20 +74,30 @@ class JoinReply(_message.Message):
     def __init__(self, seed: _Optional[bytes] = ...) -> None: ...
 
 class CorrelationRequest(_message.Message):
-    __slots__ = ("job_id", "seq", "op", "size0", "size1", "torch_op")
+    __slots__ = ("job_id", "seq", "op", "size0", "size1", "torch_op", "stride", "padding", "dilation", "groups", "output_padding")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     SIZE0_FIELD_NUMBER: _ClassVar[int]
     SIZE1_FIELD_NUMBER: _ClassVar[int]
     TORCH_OP_FIELD_NUMBER: _ClassVar[int]
+    STRIDE_FIELD_NUMBER: _ClassVar[int]
+    PADDING_FIELD_NUMBER: _ClassVar[int]
+    DILATION_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PADDING_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     seq: int
     op: CorrelationOp
     size0: _containers.RepeatedScalarFieldContainer[int]
     size1: _containers.RepeatedScalarFieldContainer[int]
     torch_op: str
-    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., op: _Optional[_Union[CorrelationOp, str]] = ..., size0: _Optional[_Iterable[int]] = ..., size1: _Optional[_Iterable[int]] = ..., torch_op: _Optional[str] = ...) -> None: ...
+    stride: _containers.RepeatedScalarFieldContainer[int]
+    padding: _containers.RepeatedScalarFieldContainer[int]
+    dilation: _containers.RepeatedScalarFieldContainer[int]
+    groups: int
+    output_padding: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, job_id: _Optional[str] = ..., seq: _Optional[int] = ..., op: _Optional[_Union[CorrelationOp, str]] = ..., size0: _Optional[_Iterable[int]] = ..., size1: _Optional[_Iterable[int]] = ..., torch_op: _Optional[str] = ..., stride: _Optional[_Iterable[int]] = ..., padding: _Optional[_Iterable[int]] = ..., dilation: _Optional[_Iterable[int]] = ..., groups: _Optional[int] = ..., output_padding: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LeaveRequest(_message.Message):
     __slots__ = ("job_id", "rank", "requests")

@@ -12,8 +12,9 @@
 Each party is a fresh process (spawn) with its own PeerMesh (gRPC, mutual TLS,
 certificates from a throw-away development CA) and a dealer-backed tuple
 provider; the dealer is a real gRPC server in the calling process. Inside
-`program`, plain CrypTen calls (crypten.cryptensor, MPCTensor arithmetic,
-comparisons, get_plain_text) run unchanged; `ctx` is the project's MpcContext.
+`program`, plain CrypTen calls (crypten.cryptensor, MPCTensor arithmetic and in-place
+updates, comparisons, convolutions, dropout, get_plain_text) run unchanged; `ctx` is the
+project's MpcContext. What is refused by design is listed in README.md (For contributors).
 `program` must be importable (a module-level function), as must its return value.
 """
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from mpc.audit.log import AuditLog, iter_entries
 from mpc.config.party import TlsFiles
 from mpc.dealer.service import DealerService, start_dealer
-from mpc.engine.correlations import Request, local_components, party_stream
+from mpc.engine.correlations import Request, conv_arguments, local_components, party_stream
 from mpc.engine.dealer_client import DealerClient, request_to_proto
 from mpc.errors import DealerError
 from mpc.proto import dealer_pb2, dealer_pb2_grpc
@@ -87,7 +87,34 @@ def test_operations_outside_the_whitelist_are_refused(dealer) -> None:  # type: 
         list(dealer_pb2_grpc.DealerStub(channel).Correlation(msg, timeout=10))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(DealerError, match="served for"):
-        a.correlation(Request(0, "additive_triple", (2,), (2,), "conv2d"))
+        a.correlation(Request(0, "additive_triple", (2,), (2,), "conv3d"))
+    # a convolution's arguments are typed fields, checked by the dealer too
+    refused = [
+        (Request(0, "additive_triple", (1, 1, 4, 4), (1, 1, 2, 2), "conv2d"),
+         "conv2d: stride needs 2 values, got 0"),
+        (Request(0, "additive_triple", (4,), (4,), "mul", padding=(1,)),
+         "mul takes no convolution arguments, got padding"),
+        (Request(0, "additive_triple", (1, 1, 100, 100), (1, 1, 1, 1), "conv_transpose2d",
+                 **conv_arguments("conv_transpose2d", {"stride": 1024})),
+         "conv_transpose2d request too large"),
+    ]
+    for req, message in refused:
+        with pytest.raises(DealerError, match=f"INVALID_ARGUMENT: {message}"):
+            a.correlation(req)
+
+
+def test_convolution_triples_from_the_dealer(dealer) -> None:  # type: ignore[no-untyped-def]
+    folder, address, _ = dealer
+    a, b = clients(folder, address)
+    seeds = [a.join(SPEC, PARTIES, 0), b.join(SPEC, PARTIES, 1)]
+    streams = [party_stream(s, "job-00000001", r) for r, s in enumerate(seeds)]
+    kw = {"stride": (2, 1), "padding": 1, "output_padding": (1, 0), "groups": 2}
+    req = Request(0, "additive_triple", (1, 4, 3, 3), (4, 1, 2, 2), "conv_transpose2d",
+                  **conv_arguments("conv_transpose2d", kw))
+    p0, p1 = (local_components(req, s, r) for r, s in enumerate(streams))
+    p0[-1] = a.correlation(req)
+    assert torch.equal(p0[2] + p1[2],
+                       torch.conv_transpose2d(p0[0] + p1[0], p0[1] + p1[1], **kw))
 
 
 def test_joins_must_agree_and_leaving_erases_the_job(dealer) -> None:  # type: ignore[no-untyped-def]

@@ -184,3 +184,16 @@ class JobFailed(MpcError):
         self.cause = cause
         self.job_id = job_id
         super().__init__(f"{party}: {cause}" if party else cause)
+
+
+# The reason a job interrupted at the coordinator is aborted with, at every party and in logs.
+INTERRUPTED = "interrupted at the coordinator"
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C at the coordinator, after the job was aborted at every party and logged as
+    aborted. A KeyboardInterrupt still, so that whatever does not catch it stops."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id}: {INTERRUPTED}")

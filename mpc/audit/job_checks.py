@@ -81,7 +81,11 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
     def finding(check: str, message: str, member: str | None = None) -> None:
         report.findings.append(Finding(check, message, member, job))
 
-    submitted = [e for _, e in view.all(AuditEvent.JOB_SUBMITTED)]
+    def incident(check: str, message: str, member: str | None = None) -> None:
+        report.incidents.append(Finding(check, message, member, job))
+
+    submitted_by = view.all(AuditEvent.JOB_SUBMITTED)
+    submitted = [e for _, e in submitted_by]
     decisions = view.all(AuditEvent.POLICY_DECISION)
     parties: list[str] = list(submitted[0]["parties"]) if submitted else []
     for _, d in decisions:
@@ -96,11 +100,16 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
               else "refused" if any(not d["approved"] for _, d in decisions)
               else "incomplete")
 
-    # Every member of the job left a log, and each log closes the job.
-    coordinators = {e["coordinator"] for _, e in view.all(AuditEvent.JOB_RECEIVED)}
+    # Every member of the job left a log, and each log closes the job. In a job that was
+    # aborted, a member that was down, killed or unreachable leaves no entry or no closing
+    # entry: an incident, reported apart, as long as others logged the abort.
+    coordinators = ({e["coordinator"] for _, e in view.all(AuditEvent.JOB_RECEIVED)}
+                    | {m for m, _ in submitted_by})
     expected = set(parties) | coordinators
     if ran:
         expected.add(federation.dealer.name)
+    abort = _abort_words(view, coordinators)
+    stopped: set[str] = set()  # logs that stop in the middle of this job
     for member in sorted(expected):
         if member not in logs:
             finding("missing", f"no log from {member}, a member of this job")
@@ -108,10 +117,20 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
         role = logs[member].role
         mine = view.entries.get(member, [])
         if not mine and role == "party":
-            finding("missing", f"{member}'s log has no entry of this job", member)
+            if abort:
+                incident("missing", f"{member}'s log has no entry of this job, which was "
+                                    f"aborted ({abort}): it never took part", member)
+            else:
+                finding("missing", f"{member}'s log has no entry of this job", member)
         if mine and not any(_closes(role, e) for e in mine):
-            finding("truncated", f"{member}'s log stops in the middle of this job: its closing "
-                                 "entry is missing", member)
+            stopped.add(member)
+            if abort:
+                incident("truncated", f"{member}'s log stops in the middle of this job, which "
+                                      f"was aborted ({abort}): its process ended before it "
+                                      "closed the job", member)
+            else:
+                finding("truncated", f"{member}'s log stops in the middle of this job: its "
+                                     "closing entry is missing", member)
 
     # All ran the same spec, and every policy approved it.
     hashes = {(m, e["spec_sha256"]) for m, e in (*view.all(AuditEvent.JOB_SUBMITTED),
@@ -131,7 +150,8 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
             finding("policy", f"{member} started the job without an approving policy decision",
                     member)
 
-    messages = _check_messages(view, logs, aborted, finding)
+    messages = _check_messages(view, logs, aborted, finding,
+                               incident if abort else finding, stopped)
     requests = _check_dealer(view, federation, finding)
     _check_releases(view, recipients, finding)
     _check_certificates(view, federation, finding)
@@ -146,8 +166,10 @@ def _check_job(view: JobView, logs: dict[str, MemberLog], federation: Federation
 
 
 def _check_messages(view: JobView, logs: dict[str, MemberLog], aborted: bool,
-                    finding: Any) -> int:
-    """Every message one party sent, its peer received, with the same digest and size."""
+                    finding: Any, incident: Any, stopped: set[str]) -> int:
+    """Every message one party sent, its peer received, with the same digest and size. A
+    receipt without its sending is an incident when the sender's log of an aborted job
+    stops in the middle of it: its last records went down with its process."""
     sent: dict[tuple[str, str, int], dict[str, Any]] = {}
     received: dict[tuple[str, str, int], dict[str, Any]] = {}
     for member, e in _messages(view, finding):
@@ -168,9 +190,20 @@ def _check_messages(view: JobView, logs: dict[str, MemberLog], aborted: bool,
             finding("delivery", f"{sender} logged message {seq} to {receiver} ({s['tag']}) as "
                                 f"sent, but {receiver} never logged receiving it", sender)
         elif r is not None and sender in logs:
-            finding("delivery", f"{receiver} logged message {seq} from {sender} ({r['tag']}) "
-                                f"as received, but {sender} never logged sending it", receiver)
+            report = incident if sender in stopped else finding
+            report("delivery", f"{receiver} logged message {seq} from {sender} ({r['tag']}) as "
+                               f"received, but {sender} never logged sending it", receiver)
     return paired
+
+
+def _abort_words(view: JobView, coordinators: set[str]) -> str | None:
+    """Who logged the job's abort and why (the coordinator's words first), or None when
+    nobody did."""
+    aborts = view.all(AuditEvent.JOB_ABORTED)
+    if not aborts:
+        return None
+    member, e = next(((m, e) for m, e in aborts if m in coordinators), aborts[0])
+    return f"{member} logged: {_short(e.get('reason', 'no reason recorded'))}"
 
 
 def _messages(view: JobView, finding: Any) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +48,44 @@ class MemberLog:
         return list(self._by_job)
 
 
+class Verdict(StrEnum):
+    """The audit's outcome; `mpc audit verify` exits with its code."""
+
+    PASS = "pass"  # every check holds
+    # Every check holds, but jobs that were aborted left logs incomplete (a member that was
+    # down, killed or unreachable): what an operator should look into, not tampering.
+    INCIDENTS = "incidents"
+    FAIL = "fail"  # a check failed: the logs were altered, or the process was not followed
+
+    @property
+    def exit_code(self) -> int:
+        return {Verdict.PASS: 0, Verdict.FAIL: 1, Verdict.INCIDENTS: 3}[self]
+
+
 @dataclass
 class Report:
     federation: str
     logs: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    incidents: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
+        """No finding: the logs are intact and the process was followed (incidents aside)."""
         return not self.findings
 
+    @property
+    def verdict(self) -> Verdict:
+        if self.findings:
+            return Verdict.FAIL
+        return Verdict.INCIDENTS if self.incidents else Verdict.PASS
+
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "federation": self.federation, "logs": self.logs,
-                "jobs": self.jobs, "findings": [asdict(f) for f in self.findings]}
+        return {"ok": self.ok, "verdict": str(self.verdict), "federation": self.federation,
+                "logs": self.logs, "jobs": self.jobs,
+                "findings": [asdict(f) for f in self.findings],
+                "incidents": [asdict(f) for f in self.incidents]}
 
     def as_text(self) -> str:
         lines = [f"Audit of {len(self.logs)} logs against {self.federation}", "", "Logs"]
@@ -76,13 +101,23 @@ class Report:
         if not self.jobs:
             lines.append("  none")
         lines += ["", "Findings"]
-        for f in self.findings:
-            where = " ".join(x for x in (f.member and f"[{f.member}]",
-                                         f.job and f"[job {f.job[:12]}]") if x)
-            lines.append(f"  {f.check:<12} {where} {f.message}".rstrip())
+        lines += [_line(f) for f in self.findings]
         if not self.findings:
             lines.append("  none")
-        verdict = ("PASS: every check holds" if self.ok
-                   else f"FAIL: {len(self.findings)} problem(s)")
+        if self.incidents:
+            lines += ["", "Incidents (aborted jobs that left logs incomplete; not tampering)"]
+            lines += [_line(f) for f in self.incidents]
+        verdict = {
+            Verdict.PASS: "PASS: every check holds",
+            Verdict.INCIDENTS: f"PASS WITH INCIDENTS: every check holds; {len(self.incidents)}"
+                               " incident(s) of aborted jobs to look into",
+            Verdict.FAIL: f"FAIL: {len(self.findings)} problem(s)",
+        }[self.verdict]
         lines += ["", f"Verdict: {verdict}"]
         return "\n".join(lines)
+
+
+def _line(f: Finding) -> str:
+    where = " ".join(x for x in (f.member and f"[{f.member}]",
+                                 f.job and f"[job {f.job[:12]}]") if x)
+    return f"  {f.check:<12} {where} {f.message}".rstrip()

@@ -18,7 +18,14 @@ def verify(
                                     "members' audit keys and certificate fingerprints."),
     as_json: bool = typer.Option(False, "--json", help="A report for programs."),
 ) -> None:
-    """Verify chains, signatures and every job's process; exit 0 only if every check holds."""
+    """Verify chains, signatures and every job's process.
+
+    Exit status: 0 every check holds; 3 every check holds, but aborted jobs left logs
+    incomplete (incidents: a member down, killed or unreachable); 1 a check failed (logs
+    altered or the process not followed); 2 the federation file cannot be read.
+
+    Example: mpc audit verify --federation out/demo/federation.toml out/demo/logs/*.jsonl
+    """
     from mpc.audit.verify import verify as run_verify
     from mpc.config.federation import load_federation
     from mpc.errors import MpcError
@@ -30,4 +37,4 @@ def verify(
         raise typer.Exit(2) from None
     report = run_verify(fed, list(logs))
     typer.echo(json.dumps(report.as_json(), indent=2) if as_json else report.as_text())
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(report.verdict.exit_code)

@@ -10,7 +10,9 @@ from rich.console import Console
 from mpc.audit.log import AuditLog
 from mpc.config.federation import Federation
 from mpc.config.spec import UseCaseSpec
-from mpc.errors import JobFailed, MpcError
+from mpc.errors import JobFailed, JobInterrupted, MpcError
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports an interrupted command
 
 
 def run(
@@ -68,6 +70,10 @@ def run_job(fed: Federation, use_case: UseCaseSpec, out: Path, console: Console,
         with Progress(use_case.parties, title=f"job {use_case.name}") as progress:
             outcome = Coordinator(fed, identity, progress, timeout_s=timeout,
                                   audit=audit).run(use_case)
+    except JobInterrupted:
+        say(console, "Job interrupted:", "interrupted; aborted everywhere, nothing was "
+                                         "released", style="bold red")
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     except JobFailed as exc:
         where = f" at {exc.party}" if exc.party else ""
         say(console, f"Job failed{where}:", exc.cause, style="bold red")

@@ -27,7 +27,7 @@ from mpc.audit.log import AuditLog
 from mpc.config.federation import Federation
 from mpc.config.rules import applied_rules
 from mpc.config.spec import COORDINATOR, DisclosureRules, UseCaseSpec
-from mpc.errors import Code, JobFailed
+from mpc.errors import INTERRUPTED, Code, JobFailed, JobInterrupted
 from mpc.phases import Phase
 from mpc.proto import common_pb2, worker_pb2, worker_pb2_grpc
 from mpc.report.table import ReleasedTable, reconstruct
@@ -120,6 +120,12 @@ class Coordinator:
             self._record(AuditEvent.JOB_ABORTED, job=job_id, party=exc.party, reason=exc.cause)
             self._abort_all(parties, job_id, "the job failed at another party")
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C: the job ends here as an abort, in the log and at every party, so the
+            # audit reads an interruption, not a log cut in the middle of a job.
+            self._record(AuditEvent.JOB_ABORTED, job=job_id, party=None, reason=INTERRUPTED)
+            self._abort_all(parties, job_id, INTERRUPTED)
+            raise JobInterrupted(job_id) from None
         finally:
             for call in calls:
                 call.cancel()
@@ -168,8 +174,9 @@ class Coordinator:
         try:
             p, event = events.get(timeout=max(0.1, deadline - time.monotonic()))
         except queue.Empty:
-            raise JobFailed(None, f"the job did not finish within {self.timeout_s:.0f} s") \
-                from None
+            raise JobFailed(None, f"the job did not finish within {self.timeout_s:.0f} s "
+                                  "(mpc run --timeout gives it longer; each party's own limit "
+                                  "is job_timeout_s in its party.toml)") from None
         if isinstance(event, grpc.RpcError):
             raise self._root_cause(p, _rpc_failure(event), Code.WORKER, events)
         phase = Phase.from_proto(event.phase)

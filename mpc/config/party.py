@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mpc.config.bounds import DatasetBounds
 from mpc.config.fields import Fields, host_port, load_toml
@@ -33,10 +35,26 @@ def default_omop_view(dataset: str) -> str:
     return dataset if dataset in OMOP_VIEWS else OMOP_VIEWS[0]
 
 
+# The text encodings a CSV file may be in: each accepted spelling, and the one name the
+# config keeps (also a Python codec name).
+CSV_ENCODINGS = {
+    "utf-8": "utf-8", "utf8": "utf-8",
+    "windows-1252": "windows-1252", "cp1252": "windows-1252",
+    "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1",
+    "utf-16": "utf-16", "utf16": "utf-16",
+}
+CSV_DELIMITERS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "|": "|"}
+CSV_OPTIONS = ("encoding", "delimiter", "decimal", "header", "columns")
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     """Where one named dataset lives: a CSV/Parquet file, a SQL query on a database, or a
-    folder of OMOP CDM tables read as one of OMOP_VIEWS (see connectors/omop.py)."""
+    folder of OMOP CDM tables read as one of OMOP_VIEWS (see connectors/omop.py).
+
+    A CSV file's layout: its text encoding, delimiter (None: the one of , ; tab | its
+    first line has most of), decimal separator, and whether its first line names the
+    columns (else `columns` does, in order)."""
 
     name: str
     path: Path | None = None
@@ -45,6 +63,11 @@ class DatasetConfig:
     omop: Path | None = None
     bounds: DatasetBounds = field(default_factory=DatasetBounds)
     omop_view: str | None = None  # None: default_omop_view(name); only with `omop`
+    encoding: str = "utf-8"  # a value of CSV_ENCODINGS
+    delimiter: str | None = None
+    decimal: str = "."
+    header: bool = True
+    columns: tuple[str, ...] | None = None  # only with header=False
 
     @property
     def view(self) -> str:
@@ -60,12 +83,31 @@ class DatasetConfig:
         assert self.path is not None
         return "parquet" if self.path.suffix.lower() in (".parquet", ".pq") else "csv"
 
+    def csv_options(self) -> dict[str, Any]:
+        """The CSV options that differ from their defaults, as party.toml spells them."""
+        options: dict[str, Any] = {}
+        if self.encoding != "utf-8":
+            options["encoding"] = self.encoding
+        if self.delimiter is not None:
+            options["delimiter"] = self.delimiter
+        if self.decimal != ".":
+            options["decimal"] = self.decimal
+        if not self.header:
+            options["header"] = False
+        if self.columns is not None:
+            options["columns"] = list(self.columns)
+        return options
+
     def definition(self) -> str:
         """What the dataset is, in one line (the party commits to it in its audit log)."""
         if self.query is not None:
             return self.query
         if self.omop is None:
-            return str(self.path)
+            # Only options that differ from the defaults: a dataset that sets none keeps
+            # the definition it had before the options existed.
+            options = self.csv_options()
+            return str(self.path) + "".join(f" {k}={json.dumps(v, ensure_ascii=False)}"
+                                            for k, v in options.items())
         # The treatments view keeps its earlier definition text.
         return f"omop:{self.omop}" + ("" if self.view == "treatments" else f" view={self.view}")
 
@@ -77,6 +119,11 @@ class DatasetConfig:
         omop = f.path("omop", None)
         omop_view = f.str("omop_view", None)
         bounds = DatasetBounds.parse(f.table("bounds", None))
+        encoding = f.str("encoding", "utf-8")
+        delimiter = f.raw("delimiter", None)  # not f.str: a tab is blank to it
+        decimal = f.str("decimal", ".")
+        header = f.bool("header", True)
+        columns = f.str_list("columns", None)
         f.done()
         if sum(x is not None for x in (path, url, omop)) != 1:
             raise f.error("path", "give one of path (a CSV/Parquet file), url plus query (a "
@@ -93,8 +140,35 @@ class DatasetConfig:
         if omop_view is not None and omop_view not in OMOP_VIEWS:
             raise f.error("omop_view", f"expected one of {', '.join(OMOP_VIEWS)}, got "
                                        f"{omop_view!r}")
+        csv = path is not None and path.suffix.lower() == ".csv"
+        for key in CSV_OPTIONS:
+            if f.has(key) and not csv:
+                raise f.error(key, f"{key} is only for CSV files (path = \"....csv\"): "
+                                   "Parquet files, databases and OMOP folders carry their own "
+                                   "layout")
+        canonical = CSV_ENCODINGS.get(encoding.strip().lower())
+        if canonical is None:
+            raise f.error("encoding", f"expected one of utf-8, windows-1252 (cp1252), latin-1 "
+                                      f"(iso-8859-1) or utf-16, got {encoding!r}")
+        if delimiter is not None:
+            if not isinstance(delimiter, str) or delimiter not in CSV_DELIMITERS:
+                raise f.error("delimiter", f"expected one of \",\", \";\", \"\\t\" (tab) or "
+                                           f"\"|\", got {delimiter!r}")
+            delimiter = CSV_DELIMITERS[delimiter]
+        if decimal not in (".", ","):
+            raise f.error("decimal", f"expected \".\" or \",\", got {decimal!r}")
+        if decimal == "," and delimiter in (None, ","):
+            raise f.error("decimal", "decimal = \",\" needs a delimiter other than a comma: "
+                                     "set delimiter (e.g. \";\")")
+        if not header and columns is None:
+            raise f.error("columns", "header = false needs columns = [...], naming the file's "
+                                     "columns in order")
+        if header and columns is not None:
+            raise f.error("columns", "columns is only for header = false: a file with a header "
+                                     "line names its own columns")
         return cls(name=name, path=path, url=url, query=query, omop=omop, bounds=bounds,
-                   omop_view=omop_view)
+                   omop_view=omop_view, encoding=canonical, delimiter=delimiter,
+                   decimal=decimal, header=header, columns=columns)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,80 @@ def test_a_pinned_spec_that_changed_is_refused(tmp_path: Path) -> None:
     changed = spec.replace(b"min_cell = 10", b"min_cell = 11")
     with pytest.raises(PolicyRefused, match="is pinned to SHA-256"):
         approve(cfg, changed, "coordinator")
+
+
+# --- CSV options of a dataset ------------------------------------------------------------
+
+CSV_PATH = 'path = "data/treatments.csv"'
+
+
+def with_csv(options: str, dataset: str = CSV_PATH) -> str:
+    return BASE.replace(CSV_PATH, dataset + "\n" + options)
+
+
+def test_csv_options_are_read(tmp_path: Path) -> None:
+    options = 'encoding = "CP1252"\ndelimiter = ";"\ndecimal = ","'
+    ds = load_party_config(write(tmp_path, with_csv(options))).datasets["treatments"]
+    assert (ds.encoding, ds.delimiter, ds.decimal, ds.header) == ("windows-1252", ";", ",", True)
+    tab = load_party_config(write(tmp_path, with_csv('delimiter = "\\t"\nheader = false\n'
+                                                     'columns = ["a", "b"]')))
+    ds = tab.datasets["treatments"]
+    assert (ds.delimiter, ds.header, ds.columns) == ("\t", False, ("a", "b"))
+    word = load_party_config(write(tmp_path, with_csv('delimiter = "tab"')))
+    assert word.datasets["treatments"].delimiter == "\t"
+    for spelling, name in [("utf8", "utf-8"), ("ISO-8859-1", "latin-1"), ("latin1", "latin-1"),
+                           ("utf-16", "utf-16"), ("windows-1252", "windows-1252")]:
+        cfg = load_party_config(write(tmp_path, with_csv(f'encoding = "{spelling}"')))
+        assert cfg.datasets["treatments"].encoding == name
+
+
+def test_definition_of_a_csv_dataset(tmp_path: Path) -> None:
+    """What a party commits to: unchanged for a dataset that sets no option (or only the
+    defaults), and naming the options otherwise."""
+    plain = load_party_config(write(tmp_path, BASE)).datasets["treatments"]
+    assert plain.definition() == str(tmp_path / "data/treatments.csv")
+    defaults = with_csv('encoding = "utf-8"\ndecimal = "."\nheader = true')
+    assert load_party_config(write(tmp_path, defaults)).datasets["treatments"].definition() \
+        == plain.definition()
+    dutch = with_csv('encoding = "cp1252"\ndelimiter = ";"\ndecimal = ","')
+    assert load_party_config(write(tmp_path, dutch)).datasets["treatments"].definition() == (
+        f'{plain.definition()} encoding="windows-1252" delimiter=";" decimal=","')
+    bare = with_csv('header = false\ncolumns = ["a", "b"]')
+    assert load_party_config(write(tmp_path, bare)).datasets["treatments"].definition() == (
+        f'{plain.definition()} header=false columns=["a", "b"]')
+
+
+@pytest.mark.parametrize("options,message", [
+    ('encoding = "ebcdic"', "datasets.treatments.encoding: expected one of utf-8, windows-1252"),
+    ('encoding = 1252', "datasets.treatments.encoding: expected a string"),
+    ('delimiter = ";;"', "datasets.treatments.delimiter: expected one of"),
+    ('delimiter = ""', "datasets.treatments.delimiter: expected one of"),
+    ('delimiter = 59', "datasets.treatments.delimiter: expected one of"),
+    ('decimal = "·"', "datasets.treatments.decimal: expected"),
+    ('decimal = ","', "datasets.treatments.decimal: decimal = \",\" needs a delimiter other"),
+    ('decimal = ","\ndelimiter = ","', "datasets.treatments.decimal: decimal = \",\" needs"),
+    ('header = "no"', "datasets.treatments.header: expected true or false"),
+    ('header = false', "datasets.treatments.columns: header = false needs columns"),
+    ('columns = ["a", "b"]', "datasets.treatments.columns: columns is only for header = false"),
+    ('header = false\ncolumns = ["a", "a"]', "datasets.treatments.columns: duplicate entries"),
+    ('header = false\ncolumns = []', "datasets.treatments.columns: must not be empty"),
+    ('delimter = ";"', "datasets.treatments.delimter: unknown field"),
+])
+def test_bad_csv_options(tmp_path: Path, options: str, message: str) -> None:
+    path = write(tmp_path, with_csv(options))
+    with pytest.raises(ConfigError, match=re.escape(message)) as err:
+        load_party_config(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("dataset", [
+    'path = "data/treatments.parquet"', 'omop = "data/omop"',
+    'url = "sqlite:///data/w.db"\nquery = "SELECT * FROM t"'])
+@pytest.mark.parametrize("option", ['encoding = "cp1252"', 'delimiter = ";"', 'decimal = "."',
+                                    'header = true', 'columns = ["a"]'])
+def test_csv_options_are_refused_for_other_datasets(tmp_path: Path, dataset: str,
+                                                    option: str) -> None:
+    key = option.split(" ")[0]
+    with pytest.raises(ConfigError, match=re.escape(
+            f"datasets.treatments.{key}: {key} is only for CSV files")):
+        load_party_config(write(tmp_path, with_csv(option, dataset)))

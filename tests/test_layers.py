@@ -20,7 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "connectors": {"config"},
     "kinds": {"config", "connectors", "protocols", "engine", "audit"},
     "report": {"config", "kinds", "protocols"},
-    "worker": {"config", "transport", "audit", "engine", "protocols", "kinds", "report"},
+    "worker": {"config", "transport", "audit", "engine", "protocols", "kinds", "report",
+               "connectors"},  # connectors: the datasets checked at start (dataset_check.py)
     "dealer": {"config", "transport", "audit", "engine", "protocols", "kinds"},
     "runner": {"config", "transport", "audit", "report"},
     "synth": {"connectors"},

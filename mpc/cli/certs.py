@@ -7,13 +7,18 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+EXAMPLE = "mpc certs --out certs --parties hospital_a,hospital_b,hospital_c"
+
 
 def certs(
-    out: Path = typer.Option(..., "--out", help="Folder for the CA, certificates and keys."),
-    parties: str = typer.Option(..., "--parties", help="Comma-separated party names."),
-    dealer: str = typer.Option("dealer", help="The dealer's name."),
-    coordinator: str = typer.Option("coordinator", help="The coordinator's name."),
-    days: int = typer.Option(365, help="Validity of every certificate, in days."),
+    out: Path = typer.Option(..., "--out", metavar="DIR",
+                             help="Folder for the CA, certificates and keys."),
+    parties: str = typer.Option(..., "--parties", metavar="NAMES",
+                                help="Comma-separated party names."),
+    dealer: str = typer.Option("dealer", metavar="NAME", help="The dealer's name."),
+    coordinator: str = typer.Option("coordinator", metavar="NAME",
+                                    help="The coordinator's name."),
+    days: int = typer.Option(365, metavar="DAYS", help="Validity of every certificate, in days."),
 ) -> None:
     """Make a development CA, and a TLS certificate and Ed25519 signing key for each member."""
     from mpc.transport.pki import make_dev_pki

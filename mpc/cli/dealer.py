@@ -9,10 +9,13 @@ from typing import Any
 import grpc
 import typer
 
+EXAMPLE = "mpc dealer --config parties/dealer.toml"
+
 
 def dealer(
-    config: Path = typer.Option(..., "--config", help="The dealer's TOML config."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    config: Path = typer.Option(..., "--config", metavar="FILE", help="The dealer's TOML config."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Log debug messages too."),
 ) -> None:
     """Serve correlated randomness (Beaver triples and friends) to the parties' jobs."""
     from mpc.cli.services import run_service

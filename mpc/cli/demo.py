@@ -23,6 +23,7 @@ GENERATED = ("certs", "logs", "services", "parties", "dealer", "results", "feder
 # The coordinator outwaits the parties' job time limit, so the party's message, which
 # names the option that raises it, is the one shown.
 COORDINATOR_MARGIN_S = 10.0
+EXAMPLE = "mpc demo --out out/demo"
 
 
 def find_dataset(data: Path, party: str, dataset: str) -> dict[str, str]:
@@ -71,25 +72,32 @@ def demo_federation(out: Path, spec: UseCaseSpec, data: Path,
 
 
 def demo(
-    out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for everything the demo "
-                             "makes: certificates, configs, logs, data and results."),
-    data: Path | None = typer.Option(None, "--data", help="Your files: DATA/<party>/<dataset>"
-                                     ".csv or .parquet for every party the spec names."),
-    usecase: Path | None = typer.Option(None, "--usecase", help="The use case spec (TOML); "
-                                        "default: usecases/oncology-product-use.toml."),
-    bounds: Path | None = typer.Option(None, "--bounds", help="What every party allows a spec "
-                                       "to ask of a dataset: a TOML file with a [<dataset>] "
-                                       "table of the fields of [datasets.<name>.bounds]; "
-                                       "default: the bounds of the shipped party configs."),
-    patients: int = typer.Option(6000, help="Generated oncology patients in all."),
-    seed: int = typer.Option(7, help="Seed of the generated data."),
+    out: Path = typer.Option(Path("out/demo"), "--out", metavar="DIR",
+                             help="Folder for everything the demo makes: certificates, "
+                                  "configs, logs, data and results."),
+    data: Path | None = typer.Option(None, "--data", metavar="DIR",
+                                     help="Your files: DATA/<party>/<dataset>.csv or .parquet "
+                                          "for every party the spec names."),
+    usecase: Path | None = typer.Option(None, "--usecase", metavar="FILE",
+                                        help="The use case spec (TOML); default: "
+                                             "usecases/oncology-product-use.toml."),
+    bounds: Path | None = typer.Option(None, "--bounds", metavar="FILE",
+                                       help="What every party allows a spec to ask of a "
+                                            "dataset: a TOML file with a [<dataset>] table of "
+                                            "the fields of [datasets.<name>.bounds]; default: "
+                                            "the bounds of the shipped party configs."),
+    patients: int = typer.Option(6000, metavar="N", help="Generated oncology patients in all."),
+    seed: int = typer.Option(7, metavar="N", help="Seed of the generated data."),
     parties_limit: int = typer.Option(Limits.max_parties, DEMO_OPTIONS["max_parties"], min=2,
+                                      metavar="N",
                                       help="The most parties every party takes a job of "
                                            "([limits] max_parties of the generated configs)."),
     start_timeout: float = typer.Option(START_TIMEOUT_S, "--start-timeout",
+                                        metavar="SECONDS",
                                         help="Seconds each service (dealer, workers) may "
                                              "take to start listening."),
     job_timeout: float = typer.Option(JOB_TIMEOUT_S, DEMO_OPTIONS["job_timeout_s"],
+                                      metavar="SECONDS",
                                       help="Seconds a job may take at every party "
                                            "(job_timeout_s of the generated configs)."),
 ) -> None:

@@ -31,9 +31,10 @@ def print_released(table: ReleasedTable, console: Console) -> None:
         rules = (f"{spec.noise.mechanism} noise, epsilon {spec.noise.epsilon:g}; 95% of true "
                  f"values within ± {table.interval}; min_cell {table.rules.min_cell}")
     title = f"{spec.name}: {kind.terminal_title(spec)} by {', '.join(spec.group_by)}"
-    rich_table = Table(title=escape(title),
-                       caption=escape(f"suppressed: {table.suppressed_cells} of {spec.cells} "
-                                      f"{kind.row_words} ({rules})"))
+    caption = f"suppressed: {table.suppressed_cells} of {spec.cells} {kind.row_words} ({rules})"
+    # Title and caption are lines of their own: a table's wrap at the table's width, which
+    # is narrow whatever the terminal's.
+    rich_table = Table()
     columns, rows = next(iter(table.files().values()))
     shown = [c for c in columns if c != "suppressed"]
     for column in shown:
@@ -51,7 +52,9 @@ def print_released(table: ReleasedTable, console: Console) -> None:
                 interval = f" ± {table.interval}" if table.interval else ""
                 cells.append(escape(str(value)) + interval)
         rich_table.add_row(*cells)
+    console.print(Text(title, style="bold"))
     console.print(rich_table)
+    console.print(Text(caption, style="dim"))
     scalar = table.scalar()
     if scalar is not None:
         said = "suppressed" if scalar["suppressed"] else f"{scalar['value']:,}"

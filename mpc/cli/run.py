@@ -18,15 +18,21 @@ if TYPE_CHECKING:
     from mpc.transport.tls import TlsIdentity
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports an interrupted command
+EXAMPLE = ("mpc run usecases/oncology-product-use.toml --federation federation.toml "
+           "--out results/")
 DEFAULT_WAIT_S = 60.0  # a worker just started takes 5-40 s to listen on a busy machine
 
 
 def run(
-    spec: Path = typer.Argument(..., help="The use case spec (TOML)."),
-    federation: Path = typer.Option(..., "--federation", help="Who is where (TOML)."),
-    out: Path = typer.Option(Path("results"), "--out", help="Where result files go."),
-    timeout: float = typer.Option(900.0, "--timeout", help="Seconds before the job is aborted."),
-    wait: float = typer.Option(DEFAULT_WAIT_S, "--wait", help="Seconds to wait for the "
+    spec: Path = typer.Argument(..., metavar="SPEC", help="The use case spec (TOML)."),
+    federation: Path = typer.Option(..., "--federation", metavar="FILE",
+                                    help="Who is where (TOML)."),
+    out: Path = typer.Option(Path("results"), "--out", metavar="DIR",
+                             help="Where result files go."),
+    timeout: float = typer.Option(900.0, "--timeout", metavar="SECONDS",
+                                  help="Seconds before the job is aborted."),
+    wait: float = typer.Option(DEFAULT_WAIT_S, "--wait", metavar="SECONDS",
+                               help="Seconds to wait for the "
                                "parties' workers and the dealer to be reachable before "
                                "submitting (services started a moment ago take a while to "
                                "listen); 0 submits at once."),

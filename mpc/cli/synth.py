@@ -6,12 +6,16 @@ from pathlib import Path
 
 import typer
 
+EXAMPLE = "mpc synth --out data --patients 6000 --seed 7"
+
 
 def synth(
-    out: Path = typer.Option(..., "--out", help="Folder to write one folder per party into."),
-    patients: int = typer.Option(6000, "--patients", help="Oncology patients in total."),
-    seed: int = typer.Option(7, "--seed", help="Same seed, same files."),
-    fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+    out: Path = typer.Option(..., "--out", metavar="DIR",
+                             help="Folder to write one folder per party into."),
+    patients: int = typer.Option(6000, "--patients", metavar="N",
+                                 help="Oncology patients in total."),
+    seed: int = typer.Option(7, "--seed", metavar="N", help="Same seed, same files."),
+    fmt: str = typer.Option("csv", "--format", metavar="FORMAT", help="csv or parquet."),
 ) -> None:
     """Generate OMOP tables for each hospital, claims for insurers, dispensing for pharmacies."""
     from mpc.synth import generate_federation

@@ -42,6 +42,7 @@ from mpc.transport.validate import head_problem, name_problem
 
 Event = worker_pb2.JobEvent
 ProgressFn = Callable[[str, Phase, str], None]  # party, phase, detail
+ABORT_TIMEOUT_S = 5.0  # what one worker's answer to an abort may take
 
 
 @dataclass
@@ -268,10 +269,22 @@ class Coordinator:
         return keep, value
 
     def _abort_all(self, parties: list[_Party], job_id: str, reason: str) -> None:
-        for p in parties:
+        """Order every party to abort at once, then wait for their answers: ordered in
+        turn, every worker slow to answer (busy, or unreachable until the timeout) would add
+        up to ABORT_TIMEOUT_S to the time a refusal that arrived at once takes to report."""
+        order = worker_pb2.AbortRequest(job_id=job_id, reason=reason)
+
+        def abort(p: _Party) -> None:
             # An unreachable worker aborts on its own when the job's stream drops.
             with contextlib.suppress(grpc.RpcError):
-                p.stub.Abort(worker_pb2.AbortRequest(job_id=job_id, reason=reason), timeout=5)
+                p.stub.Abort(order, timeout=ABORT_TIMEOUT_S)
+
+        threads = [threading.Thread(target=abort, args=(p,), daemon=True,
+                                    name=f"abort-{p.name}") for p in parties]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
 
 def _named(claimed: str, reporter: str) -> str:

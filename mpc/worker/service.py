@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 Event = worker_pb2.JobEvent
 MAX_SEALABLE = 1024  # finished jobs a coordinator may still seal
 JOB_END_GRACE_S = 2.0  # a job told to abort is killed if it has not ended by then
+# The detail of ACCEPTED: the job process it starts takes seconds (a fresh interpreter that
+# imports its engine) before it reports anything itself.
+STARTING_JOB_PROCESS = "starting job process"
 
 
 @dataclass
@@ -229,7 +232,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         # we yield), the finally clause ends the job process and audits how it ended.
         unfinished: str | None = "the coordinator went away"
         try:
-            yield Event(job_id=job_id, party=self.config.name, phase=Phase.ACCEPTED.to_proto())
+            yield Event(job_id=job_id, party=self.config.name, phase=Phase.ACCEPTED.to_proto(),
+                        detail=STARTING_JOB_PROCESS)
             unfinished = None
             yield from self._relay(handle, context)
         finally:

@@ -7,6 +7,7 @@ from the parties' shares, its time limit, the phases it reports, and its audit l
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -120,6 +121,9 @@ class FakeWorker:
         self.seals: list[worker_pb2.SealRequest] = []
         self.start_error: grpc.RpcError | None = None
         self.abort_error: grpc.RpcError | None = None
+        # Set: each Abort waits there for the others, and notes whether they all came.
+        self.abort_barrier: threading.Barrier | None = None
+        self.aborted_with_the_others: bool | None = None
         self.cancelled = False
 
     def Submit(self, request: worker_pb2.SubmitRequest, timeout: float) -> Call:  # noqa: N802
@@ -138,6 +142,12 @@ class FakeWorker:
     def Abort(self, request: worker_pb2.AbortRequest, timeout: float  # noqa: N802
               ) -> worker_pb2.AbortReply:
         self.aborts.append(request)
+        if self.abort_barrier is not None:
+            try:
+                self.abort_barrier.wait()
+                self.aborted_with_the_others = True
+            except threading.BrokenBarrierError:
+                self.aborted_with_the_others = False
         if self.abort_error is not None:
             raise self.abort_error
         return worker_pb2.AbortReply()
@@ -406,6 +416,24 @@ def test_a_refusal_before_the_start_starts_no_party(stubs: Harness) -> None:
     assert err.party == "hospital_c" and err.cause.startswith("hospital_c refused the job")
     assert all(w.starts == [] for w in stubs.workers.values())
     stubs.assert_aborted_everywhere("hospital_c", err.cause)
+
+
+def test_the_aborts_go_to_every_party_at_once(stubs: Harness) -> None:
+    """A refusal returns as it arrives: the coordinator orders every abort before it waits
+    for any answer, so workers slow to answer (busy starting a job process) do not add
+    their waits up. Each fake Abort answers only once all three are in it."""
+    barrier = threading.Barrier(len(PARTIES), timeout=10)
+    for worker in stubs.workers.values():
+        worker.abort_barrier = barrier
+    stubs.workers["hospital_b"].stream = queue.Queue()
+    stubs.workers["hospital_b"].stream.put(failed(
+        "hospital_b", "hospital_b", Code.POLICY,
+        "hospital_b refused the job: use case 'product-use' is not allowed by its policy"))
+    err = stubs.fails()
+    assert err.party == "hospital_b"
+    assert {p: w.aborted_with_the_others for p, w in stubs.workers.items()} == \
+        dict.fromkeys(PARTIES, True)
+    stubs.assert_aborted_everywhere("hospital_b", err.cause)
 
 
 @pytest.mark.parametrize("root", ["failure", "rpc"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mpc.config.party import load_party_config
-from mpc.worker.dataset_check import check_datasets, row_class
 from mpc.synth.treatments import generate_treatments
+from mpc.worker.dataset_check import check_datasets, row_class
 
 CONFIG = """
 name = "hospital_a"

@@ -41,7 +41,7 @@ from mpc.worker.job_events import (
     ReleaseShares,
     StartOrder,
 )
-from mpc.worker.service import WorkerService
+from mpc.worker.service import STARTING_JOB_PROCESS, WorkerService
 from tests.helpers import spec_text
 
 PARTY = "hospital_a"
@@ -302,6 +302,7 @@ def accepted(world: World, **submit: Any) -> tuple[Iterator[worker_pb2.JobEvent]
     stream = world.submit(**submit)
     first = next(stream)
     assert phase(first) is Phase.ACCEPTED and first.party == PARTY
+    assert first.detail == STARTING_JOB_PROCESS  # what the coordinator shows until it reports
     return stream, world.jobs[-1]
 
 

@@ -99,14 +99,36 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def engine_error(request: DatasetRequest, what: str, exc: BaseException) -> DataError:
+def engine_error(request: DatasetRequest, what: str, exc: BaseException,
+                 query: str = "") -> DataError:
     """The error the coordinator sees names the failure's kind only; the engine's message
-    goes to this party's log."""
+    goes to this party's log, redacted (engine_message): a database quotes the value it
+    could not convert, and no data value is ever logged."""
     orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's exception
     cause = orig if orig is not None else exc
-    log.warning("party %s, dataset %s: %s: %s", request.party, request.dataset, what, cause)
+    log.warning("party %s, dataset %s: %s: %s", request.party, request.dataset, what,
+                engine_message(cause, query))
     return request.error(f"{what} ({type(cause).__name__}; the engine's message is in "
                          f"{request.party}'s worker log)")
+
+
+_QUOTED = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'|\([^()\n]*\)=\([^()\n]*\)")
+
+
+def engine_message(exc: BaseException, query: str = "") -> str:
+    """An engine's message fit for a log: its first line only (PostgreSQL's DETAIL lines
+    quote whole rows), every quoted text blanked unless the party's own query holds it (a
+    table or column name), and `(key)=(value)` pairs blanked."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+
+    def blank(match: re.Match[str]) -> str:
+        text = match.group(0)
+        inner = text[1:-1]
+        if text[0] in "\"'" and inner and inner in query:
+            return text
+        return f"{text[0]}…{text[-1]}" if text[0] in "\"'" else "(…)=(…)"
+
+    return f"{type(exc).__name__}: {_QUOTED.sub(blank, first)}"
 
 
 class ReadProblem(Enum):
@@ -621,7 +643,8 @@ def _sql_source(dataset: DatasetConfig, request: DatasetRequest) -> Iterator[Sou
         try:
             connection = engine.connect()
         except sa_exc.DBAPIError as exc:
-            raise engine_error(request, "cannot connect to the database", exc) from exc
+            raise engine_error(request, "cannot connect to the database", exc,
+                               dataset.url or "") from exc
         with connection:
             # The raw DB-API cursor: no parameter parsing of the party's query text, and
             # cursor.description carries the driver's type codes.
@@ -632,7 +655,8 @@ def _sql_source(dataset: DatasetConfig, request: DatasetRequest) -> Iterator[Sou
                         cursor.execute(sql)
                         return [tuple(r) for r in cursor.fetchall()]
                     except dialect.loaded_dbapi.Error as exc:
-                        raise engine_error(request, "query failed", exc) from exc
+                        raise engine_error(request, "query failed", exc,
+                                           dataset.query or "") from exc
 
                 run(f"SELECT * FROM {relation} LIMIT 0")
                 description = tuple(cursor.description or ())

@@ -357,3 +357,21 @@ def test_list_bound_fails_every_table_alike(tmp_path: Path, writer) -> None:
         assert "more persons than its list bound" in text and str(persons) not in text
     at_bound = replace(request(), person_key="pseudonym", max_persons=persons)
     assert_equal(compute_local_table(dataset, at_bound), expected(df, request()))
+
+
+def test_a_database_message_is_logged_without_the_values_it_quotes() -> None:
+    from mpc.connectors.engines import engine_message
+
+    class DataError(Exception):
+        pass
+
+    exc = DataError('invalid input syntax for type integer: "ZQX123"\n'
+                    'DETAIL:  Key (pseudonym)=(p-0042) already exists.\n'
+                    'CONTEXT:  COPY treatments, line 7: "p-0042,ZQX123"')
+    text = engine_message(exc, query="SELECT * FROM treatments")
+    assert text == 'DataError: invalid input syntax for type integer: "…"'
+    other = DataError('relation "oncology_treatments" does not exist; near \'p-0042\'; '
+                      'Key (pseudonym)=(p-0042)')
+    text = engine_message(other, query='SELECT * FROM "oncology_treatments"')
+    assert '"oncology_treatments"' in text  # the party's own query names it: kept
+    assert "p-0042" not in text and "(…)=(…)" in text

@@ -3,35 +3,32 @@ own database through SQLAlchemy. The table connector (counts per cell) and the p
 connector (one row per person) run their statements on what this module opens.
 
 Error messages travel to the coordinator, which must learn nothing about the data: they
-name the party, dataset and column, never a data value or a count of rows. An engine's own
-message can quote data (a value that failed to convert, a line of the file): a database's
-goes to this party's log only, and a file's is not even logged, but classified into the
-fixed words of ReadProblem (with the line number where one is known).
-
-A CSV file is checked line by line before DuckDB reads it (scan_csv): its encoding, its
-quoting and that every line has as many fields as the header (one more, empty, is a
-trailing delimiter, as Excel writes). DuckDB is then told the file's layout instead of
-guessing it, and reads a file in another encoding than UTF-8 from a private UTF-8 copy.
+name the party, dataset and column, never a data value or a count of rows (read_errors.py
+words them). A CSV file is checked line by line first (csv_scan.py), and DuckDB is told its
+layout instead of guessing it.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import itertools
 import logging
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from mpc.config.party import DatasetConfig
 from mpc.config.spec import Window
+from mpc.connectors.csv_scan import CsvLayout, scan_csv
 from mpc.connectors.omop import register_omop
+from mpc.connectors.read_errors import (
+    ReadProblem,
+    Unreadable,
+    engine_error,
+    file_error,
+    unreadable,
+)
 from mpc.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -40,6 +37,7 @@ Run = Callable[[str], list[tuple[Any, ...]]]
 
 # At most this many offending values go to the party's own log.
 MAX_LOGGED_VALUES = 10
+_WHOLE_LIMIT = 2**53  # doubles up to here hold every whole number exactly
 
 
 class DatasetRequest(Protocol):
@@ -99,173 +97,6 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def engine_error(request: DatasetRequest, what: str, exc: BaseException,
-                 query: str = "") -> DataError:
-    """The error the coordinator sees names the failure's kind only; the engine's message
-    goes to this party's log, redacted (engine_message): a database quotes the value it
-    could not convert, and no data value is ever logged."""
-    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's exception
-    cause = orig if orig is not None else exc
-    log.warning("party %s, dataset %s: %s: %s", request.party, request.dataset, what,
-                engine_message(cause, query))
-    return request.error(f"{what} ({type(cause).__name__}; the engine's message is in "
-                         f"{request.party}'s worker log)")
-
-
-_QUOTED = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'|\([^()\n]*\)=\([^()\n]*\)")
-
-
-def engine_message(exc: BaseException, query: str = "") -> str:
-    """An engine's message fit for a log: its first line only (PostgreSQL's DETAIL lines
-    quote whole rows), every quoted text blanked unless the party's own query holds it (a
-    table or column name), and `(key)=(value)` pairs blanked."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-
-    def blank(match: re.Match[str]) -> str:
-        text = match.group(0)
-        inner = text[1:-1]
-        if text[0] in "\"'" and inner and inner in query:
-            return text
-        return f"{text[0]}…{text[-1]}" if text[0] in "\"'" else "(…)=(…)"
-
-    return f"{type(exc).__name__}: {_QUOTED.sub(blank, first)}"
-
-
-class ReadProblem(Enum):
-    """Why a file cannot be read, in the words both the coordinator and this party's log
-    get. The placeholders take line numbers, field counts, column and type names and
-    config names only: never a value or a line of the file."""
-
-    ENCODING = "it is not valid {encoding}{at}; set encoding{where}"
-    TABLE_ENCODING = "it is not valid UTF-8{at}; save the table as UTF-8"
-    BOM = ("it starts with a UTF-8 byte order mark, so it is UTF-8 text, not {encoding}; set "
-           "encoding = \"utf-8\"{where}")
-    FIELDS = ("line {line} has {found} fields where {header} has {expected} (check "
-              "delimiter{where})")
-    QUOTES = ("line {line} has a quote character out of place, or a quoted field that is "
-              "never closed")
-    LINE_ENDINGS = ("line {line} has a carriage return without a line feed (save the file "
-                    "with Windows or Unix line endings)")
-    TOO_LONG = "line {line} is longer than this reader allows ({limit}): is it a CSV file?"
-    NO_HEADER = "it has no header line (a file without one needs header = false and columns{where})"
-    CONVERSION = "line {line}: a value in column '{column}' cannot be read as {type}"
-    ANY_CONVERSION = "a value cannot be read as the type of its column{at}"
-    LAYOUT = ("the engine cannot tell its layout (check encoding and delimiter{where}, and "
-              "that every line has as many fields as the header)")
-    MISSING = "a file it needs is missing or cannot be opened"
-    SYSTEM = "opening or reading it, or writing its UTF-8 copy, failed ({error})"
-
-    def reason(self, **params: Any) -> str:
-        return self.value.format(**params)
-
-    def public(self, **params: Any) -> str:
-        """The words the coordinator gets: no line number nor field count, which would tell
-        it how many rows come before a bad one (the party's log has them)."""
-        return _PUBLIC.get(self, self.value).format(**{**params, "at": ""})
-
-
-_PUBLIC = {
-    ReadProblem.FIELDS: "a line has another number of fields than {header} (check "
-                        "delimiter{where})",
-    ReadProblem.QUOTES: "a line has a quote character out of place, or a quoted field that "
-                        "is never closed",
-    ReadProblem.LINE_ENDINGS: "a line has a carriage return without a line feed (save the "
-                              "file with Windows or Unix line endings)",
-    ReadProblem.TOO_LONG: "a line is longer than this reader allows ({limit}): is it a CSV "
-                          "file?",
-    ReadProblem.CONVERSION: "a value in column '{column}' cannot be read as {type}",
-}
-
-
-class Unreadable(Exception):
-    """A file that cannot be read, and why (see ReadProblem)."""
-
-    def __init__(self, problem: ReadProblem, **params: Any) -> None:
-        self.problem = problem
-        self.params = params
-        super().__init__(problem.name)
-
-
-_ENCODING_NAMES = {"utf-8": "UTF-8", "windows-1252": "Windows-1252", "latin-1": "Latin-1",
-                   "utf-16": "UTF-16"}
-
-
-def unreadable(request: DatasetRequest, dataset: DatasetConfig, problem: ReadProblem,
-               kind: str, **params: Any) -> DataError:
-    """The error for a file that cannot be read, logged in the same fixed words."""
-    params.setdefault("at", "")
-    params.setdefault("encoding", _ENCODING_NAMES.get(dataset.encoding, dataset.encoding))
-    params.setdefault("where", f" in [datasets.{dataset.name}] of party.toml"
-                               if dataset.format == "csv" else "")
-    params.setdefault("header", "the header" if dataset.header else "columns")
-    log.warning("party %s, dataset %s: cannot read the file: %s (%s)", request.party,
-                request.dataset, problem.reason(**params), kind)
-    where = (" (which line is in this party's worker log)" if problem in _PUBLIC or params["at"]
-             else "")
-    return request.error(f"cannot read the file: {problem.public(**params)}{where}")
-
-
-_LINE = re.compile(r"CSV Error on Line: (\d+)")
-_COLUMNS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
-_CONVERTING = re.compile(r'converting column "([^"\n]*)"')
-_TO_TYPE = re.compile(r"to '([A-Z][A-Z0-9_ ]*)'")
-
-
-def _classify(message: str, exc: BaseException, dataset: DatasetConfig
-              ) -> tuple[ReadProblem, dict[str, Any]] | None:
-    """DuckDB's message, read for its kind, line number and column name only."""
-    import duckdb
-
-    line = _LINE.search(message)
-    at = {"line": int(line.group(1)), "at": f" (line {line.group(1)})"} if line else {}
-    if "Invalid unicode" in message or re.search(r"not (utf-8|latin-1) encoded", message):
-        return (ReadProblem.ENCODING if dataset.format == "csv" else
-                ReadProblem.TABLE_ENCODING), {"at": at.get("at", "")}
-    if (found := _COLUMNS.search(message)) and line:
-        return ReadProblem.FIELDS, {**at, "expected": int(found.group(1)),
-                                    "found": int(found.group(2))}
-    if "unterminated quote" in message and line:
-        return ReadProblem.QUOTES, at
-    if "Maximum line size" in message and line:
-        return ReadProblem.TOO_LONG, {**at, "limit": "the engine's line size"}
-    if isinstance(exc, duckdb.ConversionException):
-        column, type_name = _CONVERTING.search(message), _TO_TYPE.search(message)
-        if column and type_name and line:
-            return ReadProblem.CONVERSION, {**at, "column": column.group(1),
-                                            "type": type_name.group(1)}
-        return ReadProblem.ANY_CONVERSION, {"at": at.get("at", "")}
-    if "Error when sniffing file" in message or "state machine reached an invalid state" \
-            in message:
-        return ReadProblem.LAYOUT, {}
-    if isinstance(exc, duckdb.IOException) and re.search(
-            r"No files found|Cannot open file|No such file", message):
-        return ReadProblem.MISSING, {}
-    return None
-
-
-def _without_data(message: str) -> str:
-    """The first line of an engine's message with anything quoted left out: the rest can
-    quote a line of the file, and quotes can hold a value."""
-    first = message.strip().splitlines()[0] if message.strip() else ""
-    return re.sub(r'"[^"]*"|\'[^\']*\'', "...", first)
-
-
-def file_error(request: DatasetRequest, dataset: DatasetConfig, exc: BaseException
-               ) -> DataError:
-    """DuckDB's error on a file dataset, in the fixed words of ReadProblem where it is one
-    of them; else its kind only, and its first line without quoted text in the log."""
-    message = str(exc)
-    kind = type(exc).__name__
-    classified = _classify(message, exc, dataset)
-    if classified is not None:
-        problem, params = classified
-        return unreadable(request, dataset, problem, kind, **params)
-    log.warning("party %s, dataset %s: cannot read the file: %s (%s)", request.party,
-                request.dataset, _without_data(message), kind)
-    return request.error(f"cannot read the file ({kind}; the engine's message, without its "
-                         f"quoted text, is in {request.party}'s worker log)")
-
-
 def check_columns(request: DatasetRequest, source: Source, needed: Sequence[str]) -> None:
     present = set(source.columns)
     for column in needed:
@@ -306,181 +137,6 @@ def open_source(dataset: DatasetConfig, request: DatasetRequest,
 
 
 # --- CSV / Parquet / OMOP through DuckDB ----------------------------------------------
-
-
-# A longer line is not a line of a table (a file without line breaks, say): refusing it
-# bounds the memory the check of a file takes.
-MAX_LINE_BYTES = 1 << 20
-_DELIMITERS = (",", ";", "\t", "|")  # tried in this order when the config names none
-_WHOLE_LIMIT = 2**53  # doubles up to here hold every whole number exactly
-
-
-@dataclass(frozen=True)
-class CsvLayout:
-    """A CSV file as scan_csv found it, for DuckDB to read without guessing."""
-
-    file: Path  # the file itself, or its UTF-8 copy
-    names: tuple[str, ...]  # the columns, in order
-    skip: int  # lines before the first record (the header's)
-    delimiter: str
-    trailing: str  # records ending in one empty extra field: "none" or "all" (or "some")
-    empty: bool  # no records at all
-
-
-class _Lines:
-    """A file's lines, decoded; `read` counts them.
-
-    UTF-8, Windows-1252 and Latin-1 are read line by line as bytes (a byte 0x0A is a line
-    feed in each), so a decoding error has its exact line; UTF-16 is decoded ahead of the
-    line being read, so its errors come without one.
-    """
-
-    def __init__(self, raw: IO[bytes], encoding: str) -> None:
-        self.raw = raw
-        self.encoding = encoding
-        self.read = 0
-
-    def __iter__(self) -> Iterator[str]:
-        if self.encoding == "utf-16":
-            yield from self._utf16()
-            return
-        if self.encoding != "utf-8" and self.raw.read(3) == b"\xef\xbb\xbf":
-            raise Unreadable(ReadProblem.BOM)
-        self.raw.seek(0)
-        while chunk := self.raw.readline(MAX_LINE_BYTES + 1):
-            self.read += 1
-            if len(chunk) > MAX_LINE_BYTES:
-                raise Unreadable(ReadProblem.TOO_LONG, line=self.read, limit="1 MiB")
-            try:
-                line = chunk.decode(self.encoding)
-            except UnicodeDecodeError:
-                raise Unreadable(ReadProblem.ENCODING, at=f" (line {self.read})") from None
-            if self.read == 1:
-                line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark
-            yield line
-
-    def _utf16(self) -> Iterator[str]:
-        text = io.TextIOWrapper(self.raw, encoding="utf-16", newline="")
-        limit = MAX_LINE_BYTES // 2
-        while True:
-            try:
-                line = text.readline(limit + 1)
-            except UnicodeDecodeError:
-                raise Unreadable(ReadProblem.ENCODING) from None
-            if not line:
-                return
-            self.read += 1
-            if len(line) > limit:
-                raise Unreadable(ReadProblem.TOO_LONG, line=self.read, limit="1 MiB")
-            yield line
-
-
-def _detect_delimiter(line: str) -> str:
-    """The candidate that splits the first line into most fields (',' on a tie)."""
-    best, most = ",", 1
-    for candidate in _DELIMITERS:
-        try:
-            fields = len(next(csv.reader([line], delimiter=candidate), []))
-        except csv.Error:
-            continue
-        if fields > most:
-            best, most = candidate, fields
-    return best
-
-
-def _header_names(fields: Sequence[str]) -> tuple[str, ...]:
-    """Column names as DuckDB gives them: trimmed, `column<i>` for an empty one, `_1`
-    appended to a repeat. An empty last one is a trailing delimiter, not a column."""
-    fields = [f.strip() for f in fields]
-    if len(fields) > 1 and not fields[-1]:
-        fields.pop()
-    names: list[str] = []
-    for i, name in enumerate(fields):
-        name = name or f"column{i}"
-        base, n = name, 0
-        while name in names:
-            n += 1
-            name = f"{base}_{n}"
-        names.append(name)
-    return tuple(names)
-
-
-def scan_csv(dataset: DatasetConfig, copy: Path | None = None) -> CsvLayout:
-    """Check a CSV file line by line: its encoding, its quoting, and that each record has
-    as many fields as there are columns, or one more that is empty (a trailing delimiter).
-    With `copy`, also write its records there as UTF-8, without header or trailing field
-    (DuckDB reads no other encoding reliably, and guesses wrong on a file where only some
-    lines end in a delimiter). Memory stays bounded by MAX_LINE_BYTES. Raises Unreadable."""
-    assert dataset.path is not None
-    with ExitStack() as stack:
-        raw = stack.enter_context(open(dataset.path, "rb"))
-        out = (stack.enter_context(open(copy, "w", encoding="utf-8", newline=""))
-               if copy is not None else None)
-        lines = iter(_Lines(raw, dataset.encoding))
-        first = next(lines, None)
-        delimiter = dataset.delimiter or _detect_delimiter(first or "")
-        consumed = 0
-
-        def fed() -> Iterator[str]:
-            nonlocal consumed
-            for line in itertools.chain([first] if first is not None else [], lines):
-                consumed += 1
-                yield line
-
-        reader = csv.reader(fed(), delimiter=delimiter, quotechar='"', doublequote=True,
-                            strict=True)
-
-        def record() -> tuple[int, list[str] | None]:
-            """The next non-blank record and its first line; None at the end."""
-            while True:
-                start = consumed + 1
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return start, None
-                except csv.Error as exc:
-                    if "field larger" in str(exc):
-                        raise Unreadable(ReadProblem.TOO_LONG, line=consumed,
-                                         limit=f"{csv.field_size_limit() // 1024} KiB per "
-                                               "field") from None
-                    if "new-line character" in str(exc):
-                        raise Unreadable(ReadProblem.LINE_ENDINGS, line=consumed) from None
-                    raise Unreadable(ReadProblem.QUOTES, line=start) from None
-                if fields:
-                    return start, fields
-
-        skip = 0
-        if dataset.header:
-            _, header = record()
-            names = _header_names(header) if header is not None else ()
-            if not names:
-                raise Unreadable(ReadProblem.NO_HEADER)
-            skip = consumed
-        else:
-            assert dataset.columns is not None
-            names = dataset.columns
-        width, plain, extra = len(names), 0, 0
-        writer = (csv.writer(out, delimiter=delimiter, quotechar='"', lineterminator="\n")
-                  if out is not None else None)
-        while True:
-            start, fields = record()
-            if fields is None:
-                break
-            if len(fields) == width:
-                plain += 1
-            elif len(fields) == width + 1 and fields[-1] == "":
-                extra += 1
-            else:
-                raise Unreadable(ReadProblem.FIELDS, line=start, found=len(fields),
-                                 expected=width)
-            if writer is not None:
-                writer.writerow(fields[:width])
-    if copy is not None:
-        return CsvLayout(file=copy, names=names, skip=0, delimiter=delimiter, trailing="none",
-                         empty=not plain + extra)
-    trailing = "none" if not extra else "all" if not plain else "some"
-    return CsvLayout(file=dataset.path, names=names, skip=skip, delimiter=delimiter,
-                     trailing=trailing, empty=not plain + extra)
 
 
 def _trailing_name(names: Sequence[str]) -> str:

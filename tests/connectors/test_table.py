@@ -360,7 +360,7 @@ def test_list_bound_fails_every_table_alike(tmp_path: Path, writer) -> None:
 
 
 def test_a_database_message_is_logged_without_the_values_it_quotes() -> None:
-    from mpc.connectors.engines import engine_message
+    from mpc.connectors.read_errors import engine_message
 
     class DataError(Exception):
         pass

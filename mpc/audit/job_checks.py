@@ -300,8 +300,10 @@ def _check_certificates(view: JobView, federation: Federation, finding: Any) -> 
     members = federation.members()
     for member, e in view.all(AuditEvent.SESSION_START):
         for party, fingerprint in e.get("certificates", {}).items():
-            registered = members[party].cert_sha256 if party in members else None
-            if registered and fingerprint != registered:
+            # Every certificate the federation lists for the member: a job before a
+            # rotation saw the old one.
+            registered = members[party].cert_sha256s if party in members else ()
+            if registered and fingerprint not in registered:
                 finding("certificate", f"{member} saw a certificate for {party} that is not "
                                        "the one the federation registers", member)
 

@@ -94,27 +94,33 @@ def _load(path: Path, federation: Federation, report: Report) -> MemberLog | Non
                        "federation: its key is not one the federation registers", member)
         return None
     try:
-        key = members[member].public_key()
+        keys = members[member].public_keys()
     except ConfigError as exc:
         finding("key", str(exc), member)
         return None
-    if key is None:
+    if not keys:
         finding("key", f"the federation file gives no audit key for {member}", member)
         return None
     if torn:
         finding("truncated", f"{path.name}: the last line is incomplete (a crash mid-write?);"
                              " the entries before it verify", member)
     log = MemberLog(path, member, members[member].role, entries, torn)
-    _check_chain(log, key, report)
+    _check_chain(log, keys, report)
     return log
 
 
-def _check_chain(log: MemberLog, key: Ed25519PublicKey, report: Report) -> None:
+def _signed_by(keys: list[Ed25519PublicKey], entry: dict[str, Any]) -> int | None:
+    """Which of a member's keys (oldest first) signed the entry; None: none of them."""
+    return next((i for i, key in enumerate(keys) if _verify_sig(key, entry)), None)
+
+
+def _check_chain(log: MemberLog, keys: list[Ed25519PublicKey], report: Report) -> None:
     m = log.member
 
     def finding(check: str, message: str) -> None:
         report.findings.append(Finding(check, f"{m}: {message}", m))
 
+    newest = 0  # after a rotation the old key is retired: it signs nothing after the new one
     for e in log.entries:
         if e.get("member") != m:
             finding("chain", f"entry {e['seq']} names member {e.get('member')!r}")
@@ -122,9 +128,16 @@ def _check_chain(log: MemberLog, key: Ed25519PublicKey, report: Report) -> None:
         if entry_hash(body) != e["hash"]:
             finding("edited", f"entry {e['seq']} ({e.get('event')}) was changed after it was "
                               "written: its content does not match its hash")
-        elif not _verify_sig(key, e):
+        elif (used := _signed_by(keys, e)) is None:
             finding("signature", f"entry {e['seq']} ({e.get('event')}) has a forged signature: "
-                                 f"it does not verify under {m}'s registered key")
+                                 f"it does not verify under {m}'s registered key"
+                                 f"{'s' if len(keys) > 1 else ''}")
+        elif used < newest:
+            finding("signature", f"entry {e['seq']} ({e.get('event')}) is signed with a key "
+                                 f"{m} had replaced before (key {used + 1} of {len(keys)} "
+                                 f"after key {newest + 1}): a retired key cannot sign anymore")
+        else:
+            newest = used
     seqs = [e["seq"] for e in log.entries]
     if seqs != sorted(seqs):
         at = next(i for i in range(1, len(seqs)) if seqs[i] < seqs[i - 1])
@@ -181,10 +194,10 @@ def _check_heads(logs: dict[str, MemberLog], federation: Federation, report: Rep
         log = logs.get(member)
         if log is None or member not in members:
             continue  # a missing log is reported per job
-        key = members[member].public_key()
+        keys = members[member].public_keys()
         entries = log.by_seq()
         for recorder, job, head in heads:
-            if key is not None and not _verify_sig(key, head):
+            if keys and _signed_by(keys, head) is None:
                 report.findings.append(Finding(
                     "signature", f"the head of {member}'s log that {recorder} recorded carries "
                                  "a forged signature", recorder, job))

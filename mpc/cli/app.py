@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from mpc.cli import audit, certs, dealer, demo, run, synth, worker
+from mpc.cli import audit, ca, certs, dealer, demo, keys, run, synth, worker
 from mpc.cli.usage import Command, example
 
 DISTRIBUTION = "mpc-health"  # [project] name in pyproject.toml
@@ -23,6 +23,8 @@ for name, module in (("demo", demo), ("worker", worker), ("dealer", dealer), ("r
                      ("certs", certs), ("synth", synth)):
     app.command(name, cls=Command, epilog=example(module.EXAMPLE))(getattr(module, name))
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
+app.add_typer(ca.app, name="ca")
 
 
 def installed_version() -> str:

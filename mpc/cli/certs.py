@@ -1,4 +1,5 @@
-"""`mpc certs`: a development CA plus certificates and signing keys for a federation."""
+"""`mpc certs`: a development CA plus certificates and signing keys for a federation
+(development only: a real federation's members make their own keys, see keys.py, ca.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import typer
 from rich.console import Console
 
 EXAMPLE = "mpc certs --out certs --parties hospital_a,hospital_b,hospital_c"
+DEVELOPMENT_ONLY = ("development only: every private key made in one place; for a real "
+                    "federation use mpc keys init and mpc ca sign")
 
 
 def certs(
@@ -20,7 +23,11 @@ def certs(
                                     help="The coordinator's name."),
     days: int = typer.Option(365, metavar="DAYS", help="Validity of every certificate, in days."),
 ) -> None:
-    """Make a development CA, and a TLS certificate and Ed25519 signing key for each member."""
+    """Make a development CA, and a TLS certificate and Ed25519 signing key for each member.
+
+    Development only: every private key made in one place; for a real federation use mpc
+    keys init and mpc ca sign.
+    """
     from mpc.transport.pki import make_dev_pki
 
     names = [p.strip() for p in parties.split(",") if p.strip()]
@@ -39,3 +46,4 @@ def certs(
                       f"{m.signing_key.name} / {m.signing_public_key.name} (audit signing)",
                       markup=False)
     console.print("Private keys are written readable by their owner only (mode 600).")
+    console.print(f"Note: {DEVELOPMENT_ONLY}.", markup=False)

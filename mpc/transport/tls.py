@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from cryptography import x509
@@ -15,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from mpc.config.keys import read_private_key
 from mpc.config.party import TlsFiles
 from mpc.errors import ConfigError, TransportError
+from mpc.transport.ca import CRL_FILE, load_crl, revoked_serials, serial_text
 from mpc.transport.validate import name_problem
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,44 @@ class CertInfo:
     name: str
     role: str
     fingerprint: str  # SHA-256 of the DER certificate, hex
+    serial: int = 0
+    not_after: dt.datetime | None = None
+
+
+# Serial numbers on each CA's signed CRL, by the CA certificate's SHA-256: what peer_identity
+# refuses. Filled when a service loads its identity (the CRL next to its CA file).
+_REVOKED: dict[str, frozenset[int]] = {}
+
+
+def install_revocations(ca_pem: bytes, serials: Iterable[int]) -> None:
+    _REVOKED[hashlib.sha256(ca_pem).hexdigest()] = frozenset(serials)
+
+
+def is_revoked(serial: int) -> bool:
+    return any(serial in serials for serials in _REVOKED.values())
+
+
+def load_revocations(ca: Path, ca_pem: bytes, source: str) -> frozenset[int]:
+    """The serials on the CRL next to the CA file (crl.pem), checked against the CA;
+    none if there is no such file. Installed for peer_identity."""
+    crl_path = ca.parent / CRL_FILE
+    try:
+        crl_pem = crl_path.read_bytes()
+    except FileNotFoundError:
+        return frozenset()
+    except OSError as exc:
+        raise ConfigError(source, f"cannot read {crl_path} ({exc.strerror})",
+                          field="tls.ca") from None
+    try:
+        crl = load_crl(crl_pem, ca_pem, str(crl_path))
+    except ValueError as exc:
+        raise ConfigError(source, str(exc), field="tls.ca") from None
+    if crl.next_update_utc is not None and crl.next_update_utc < dt.datetime.now(dt.UTC):
+        log.warning("the revocation list %s was due for an update on %s: ask the operator "
+                    "for the current one", crl_path, f"{crl.next_update_utc:%Y-%m-%d}")
+    serials = revoked_serials(crl)
+    install_revocations(ca_pem, serials)
+    return serials
 
 
 def cert_info(pem: bytes) -> CertInfo:
@@ -54,6 +95,8 @@ def cert_info(pem: bytes) -> CertInfo:
         name=str(cn[0].value) if cn else "",
         role=str(ou[0].value) if ou else "",
         fingerprint=hashlib.sha256(der).hexdigest(),
+        serial=cert.serial_number,
+        not_after=cert.not_valid_after_utc,
     )
 
 
@@ -89,6 +132,14 @@ class TlsIdentity:
                 f"certificate {files.cert} is issued to {info.name!r}, not {expected_name!r}",
                 field="tls.cert",
             )
+        if info.not_after is not None and info.not_after < dt.datetime.now(dt.UTC):
+            # Peers refuse it in the TLS handshake, where the reason is hard to see.
+            log.warning("certificate %s of %s expired on %s: every peer will refuse it; "
+                        "ask the operator for a new one (mpc ca sign)", files.cert, info.name,
+                        f"{info.not_after:%Y-%m-%d %H:%M} UTC")
+        if info.serial in load_revocations(files.ca, blobs["ca"], source):
+            log.warning("certificate %s of %s (serial %s) is revoked: every peer will refuse "
+                        "it", files.cert, info.name, serial_text(info.serial))
         return cls(info.name, info.role, blobs["ca"], blobs["cert"], blobs["key"],
                    info.fingerprint)
 
@@ -146,6 +197,10 @@ def peer_identity(context: grpc.ServicerContext) -> PeerIdentity:
                     info.fingerprint[:16], problem)
         context.abort(grpc.StatusCode.PERMISSION_DENIED,
                       f"the client certificate's name is not a member name: {problem}")
+    if is_revoked(info.serial):
+        message = f"certificate of {info.name} (serial {serial_text(info.serial)}) is revoked"
+        log.warning("refused a call from %s: %s", context.peer(), message)
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
     return PeerIdentity(info.name, info.role, info.fingerprint)
 
 

@@ -18,9 +18,9 @@ import pytest
 from mpc.config.party import DatasetConfig
 from mpc.config.spec import Measure
 from mpc.connectors import TableRequest, compute_local_table
-from mpc.connectors.read_errors import file_error
 from mpc.connectors.histogram import HistogramRequest, compute_local_histogram
 from mpc.connectors.persons import PersonRequest, Reduce, compute_person_rows
+from mpc.connectors.read_errors import file_error
 from mpc.errors import DataError
 
 PLACES = ("Curaçao", "hôpital", "Zürich", "plain")

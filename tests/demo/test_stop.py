@@ -132,7 +132,12 @@ def test_a_worker_told_to_stop_mid_job_ends_the_job_and_exits_at_once(
         assert len(members[0]) >= 2  # a job process was running when the signal came
         assert exited - signalled[0] < STOP_GRACE_S  # no SIGKILL needed
         assert worker.returncode == 0
-        assert group_members(worker.pid) == []  # its job process went with it
+        # Its job process went with it: at once, or once it notices its control pipe closed
+        # (it may still be importing its engine on a loaded machine).
+        deadline = time.monotonic() + 5
+        while group_members(worker.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert group_members(worker.pid) == []
         assert len(failed) == 1 and isinstance(failed[0], JobFailed)
         assert failed[0].party == "hospital_a"  # usually: "the worker is shutting down"
         events = harness.audit_events_of("hospital_a")

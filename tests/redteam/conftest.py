@@ -146,9 +146,10 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
                             min_contributors_floor=2 if p == "hospital_d" else 1,
                             bounds={d: BOUNDS for d in DATASETS})
               for p in HOSPITALS}
+    for party, df in base.items():  # every dataset exists when the workers start
+        for dataset in DATASETS:
+            df.to_csv(data / party / f"{dataset}.csv", index=False)
     w = Worlds(Harness(start_federation(root / "fed", {}, [], setups=setups), {}), data, base)
-    for dataset in DATASETS:
-        w.write(dataset, w.frames())
     try:
         yield w
     finally:

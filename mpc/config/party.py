@@ -266,9 +266,8 @@ def raised_by(limit: str) -> str:
 @dataclass(frozen=True)
 class PartyConfig:
     name: str
-    listen: str  # host:port of the worker's control service
-    peer_host: str  # host that job processes bind for peer traffic
-    peer_advertise: str  # host peers dial to reach them (differs from peer_host behind NAT)
+    listen: str  # host:port of the worker: coordinators and the peers of its jobs dial it
+    peer_advertise: str  # host peers dial to reach it, with listen's port (NAT, proxies)
     dealer: str  # identity (certificate name) of the dealer this party trusts
     tls: TlsFiles
     signing_key: Path
@@ -281,6 +280,11 @@ class PartyConfig:
     results_dir: Path | None = None
     limits: Limits = field(default_factory=Limits)
     source: str = "<party>"
+
+    @property
+    def peer_host(self) -> str:
+        """The host peer links arrive on: the worker's own, since its jobs listen on none."""
+        return self.listen.rpartition(":")[0]
 
 
 def load_party_config(path: Path) -> PartyConfig:
@@ -308,12 +312,14 @@ def load_party_config(path: Path) -> PartyConfig:
     if not datasets:
         raise f.error("datasets", "a party needs at least one dataset")
     policy = Policy.parse(f.table("policy"))
-    peer_host = f.str("peer_host", listen.rpartition(":")[0])
+    if f.has("peer_host"):
+        raise f.error("peer_host", "removed: job processes no longer listen on a host or port "
+                                   "of their own; their peers reach them through `listen` "
+                                   "(set `peer_advertise` if peers dial another host)")
     config = PartyConfig(
         name=name,
         listen=listen,
-        peer_host=peer_host,
-        peer_advertise=f.str("peer_advertise", peer_host),
+        peer_advertise=f.str("peer_advertise", listen.rpartition(":")[0]),
         dealer=f.str("dealer", "dealer"),
         tls=tls,
         signing_key=signing_key,

@@ -1,7 +1,9 @@
 """Ordered, authenticated message channels between the job processes of one job.
 
 One bidirectional gRPC stream per pair of parties (the lower rank dials the
-higher), mutual TLS, messages split into chunks. Each direction numbers its
+higher), mutual TLS, messages split into chunks. A worker's job process listens on a
+local socket behind its worker's port (`listen_local`, mpc/transport/router.py); a mesh
+of its own (tests, `run_local_parties`) listens on a TCP port (`listen`). Each direction numbers its
 messages; the receiver checks the numbers, so a lost or reordered message is a
 clear error rather than silently wrong arithmetic. The mesh knows nothing about
 CrypTen: the engine adapter builds its communicator on top of `send`/`recv`.
@@ -32,6 +34,7 @@ from mpc.errors import (
 )
 from mpc.proto import peer_pb2, peer_pb2_grpc
 from mpc.transport import codec
+from mpc.transport.router import MAX_SOCKET_PATH, local_server_credentials, relayed_identity
 from mpc.transport.tls import (
     SERVER_OPTIONS,
     TlsIdentity,
@@ -134,6 +137,7 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         self._channels: list[grpc.Channel] = []
         self._calls: list[tuple[int, Any]] = []
         self._closing = False
+        self._relayed = False  # listens on a local socket, behind its worker's router
 
     # ---- set-up -------------------------------------------------------------------------
     def listen(self, port: int = 0) -> str:
@@ -148,6 +152,30 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         server.start()
         self._server = server
         return f"{self.advertise_host}:{bound}"
+
+    def listen_local(self, path: str) -> str:
+        """Start this party's end of the mesh on a Unix socket its worker relays peers to
+        (the worker checked their certificates); return the path."""
+        if len(path.encode()) > MAX_SOCKET_PATH:
+            raise TransportError(f"the job's socket path {path} is too long for a Unix "
+                                 f"socket (at most {MAX_SOCKET_PATH} bytes; set a shorter "
+                                 "TMPDIR for the worker)")
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=len(self.parties) + 2,
+                                       thread_name_prefix="peer"),
+            options=SERVER_OPTIONS,
+        )
+        peer_pb2_grpc.add_PeerExchangeServicer_to_server(self, server)
+        try:
+            bound = server.add_secure_port(f"unix:{path}", local_server_credentials())
+        except RuntimeError as exc:
+            raise TransportError(f"cannot listen on {path}: {exc}") from None
+        if bound == 0:
+            raise TransportError(f"cannot listen on {path}")
+        self._relayed = True
+        server.start()
+        self._server = server
+        return path
 
     def connect(self, endpoints: Mapping[int, str], timeout_s: float = 60.0) -> None:
         """Dial every higher-ranked peer; wait until every lower-ranked peer dialled us."""
@@ -180,7 +208,9 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
 
     def Exchange(self, request_iterator: Iterator[Frame], context: grpc.ServicerContext
                  ) -> Iterator[Frame]:  # noqa: N802 (gRPC method name)
-        caller = peer_identity(context)
+        # Behind the router, the caller's certificate was checked on the worker's port; the
+        # local socket takes the identity it passes (and nothing on TCP ever does).
+        caller = relayed_identity(context) if self._relayed else peer_identity(context)
         try:
             hello = next(request_iterator)
         except StopIteration:

@@ -26,9 +26,10 @@ class Progress:
 
 @dataclass(frozen=True)
 class Ready:
-    """The job process listens for its peers and applies at least these floors."""
+    """The job process listens for its peers (relayed by the worker) on this local socket,
+    and applies at least these floors."""
 
-    endpoint: str
+    socket: str
     floors: DisclosureRules
 
 
@@ -73,7 +74,8 @@ def phase_of(event: JobEvent) -> Phase:
 
 @dataclass(frozen=True)
 class StartOrder:
-    """The coordinator's order to start: every rank's job endpoint, the dealer, the rules."""
+    """The coordinator's order to start: every rank's job endpoint (its worker's public
+    address), the dealer, the rules."""
 
     endpoints: dict[int, str]
     dealer_address: str

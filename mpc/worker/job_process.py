@@ -99,13 +99,14 @@ class _Control:
 
 
 def run_job(conn: Connection, config: PartyConfig, spec: UseCaseSpec, job_id: str,
-            coordinator: str) -> None:
-    """Entry point of the job process; `spec` is the one the worker's policy approved."""
+            coordinator: str, peer_socket: str) -> None:
+    """Entry point of the job process; `spec` is the one the worker's policy approved, and
+    `peer_socket` the local socket its worker relays the job's peers to."""
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s {config.name} job {job_id[:8]} %(message)s")
     control = _Control(conn)
     try:
-        _run(control, config, spec, job_id, coordinator)
+        _run(control, config, spec, job_id, coordinator, peer_socket)
     except BaseException as exc:  # report every failure; the worker decides what to do
         if not isinstance(exc, MpcError):
             log.error("job failed:\n%s", traceback.format_exc())
@@ -124,7 +125,7 @@ def run_job(conn: Connection, config: PartyConfig, spec: UseCaseSpec, job_id: st
 
 
 def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
-         coordinator: str) -> None:
+         coordinator: str, peer_socket: str) -> None:
     from mpc.worker.policy import floors
 
     rank = spec.rank_of(config.name)
@@ -139,14 +140,14 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
     wire = recorder_from_env(config.name)
     if wire is not None:
         observers.append(wire)
-    mesh = PeerMesh(job_id, rank, spec.parties, identity, config.peer_host,
-                    advertise_host=config.peer_advertise,
+    mesh = PeerMesh(job_id, rank, spec.parties, identity,
                     recv_timeout_s=config.limits.peer_timeout_s,
                     max_message_bytes=config.limits.max_message_bytes,
                     observers=observers)
     control.mesh = mesh
     my_floors = floors(config, spec)
-    control.emit(Ready(mesh.listen(), my_floors))
+    # No port of its own: peers reach the job through the worker's port (its router).
+    control.emit(Ready(mesh.listen_local(peer_socket), my_floors))
 
     try:  # as long as the worker lets the job live: a slow party may keep the others waiting
         order = control.starts.get(timeout=config.job_timeout_s)

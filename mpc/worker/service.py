@@ -4,7 +4,9 @@ Thin servicer, as the project's transport rule says: it checks who calls, checks
 the local policy, and runs each job in a child process of its own (isolation,
 time limit, CrypTen's global state), relaying the job's events to the
 coordinator. A job that fails, times out or loses its coordinator is killed;
-the worker keeps serving.
+the worker keeps serving. Its one port also carries the peer links of its jobs: the
+router (mpc/transport/router.py) checks each peer and relays it to the job process's
+local socket, so no job opens a port of its own.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import hashlib
 import logging
 import multiprocessing as mp
 import queue
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -37,6 +42,7 @@ from mpc.transport.messages import (
     rules_to_proto,
     tensor_to_proto,
 )
+from mpc.transport.router import PeerRouter, Route
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, require_peer
 from mpc.transport.validate import (
     MAX_REASON,
@@ -79,6 +85,9 @@ class JobHandle:
     process: Any
     conn: Any
     events: queue.Queue[JobEvent] = field(default_factory=queue.Queue)
+    names: tuple[str, ...] = ()  # the job's parties, by rank
+    rank: int = -1  # this worker's party's rank in the job
+    socket: str | None = None  # where the job process takes its peers, once it is ready
     started: float = field(default_factory=time.monotonic)
     abort_reason: str | None = None  # set when the job must end before it finished
     worker_stops: bool = False  # aborted because the worker stops: the coordinator is told
@@ -114,6 +123,7 @@ class JobHandle:
 
 # Starts a job's process: (config, approved spec, job id, coordinator) -> (the process, the
 # worker's end of its control pipe). The default spawns run_job; tests pass a fake.
+# (Called under the service's lock.)
 StartJob = Callable[[PartyConfig, UseCaseSpec, str, str], tuple[Any, Any]]
 
 
@@ -135,6 +145,27 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self._stopping: str | None = None  # why the worker stops, once it does
         self._mp = mp.get_context("spawn")  # never fork a process that runs gRPC
         self._start_job = start_job or self._spawn_job
+        # Where peers dial this worker's jobs: its own port (start_worker sets the bound one).
+        self.peer_address = f"{config.peer_advertise}:{config.listen.rpartition(':')[2]}"
+        self.router = PeerRouter(config.name, self._route)
+        self._peer_dir: Path | None = None  # the jobs' sockets; made at the first job
+
+    def _peer_socket(self, job_id: str) -> str:
+        """The local socket of a job's peer links, in a directory only this worker's user
+        may enter (mkdtemp makes it mode 700): nobody else can reach a job behind the
+        router. (Called under self._lock.)"""
+        if self._peer_dir is None:
+            self._peer_dir = Path(tempfile.mkdtemp(prefix="mpc-peers-"))
+        # A digest, not the id itself: a Unix socket's path is short.
+        return str(self._peer_dir / f"job-{hashlib.sha256(job_id.encode()).hexdigest()[:16]}"
+                                    ".sock")
+
+    def _route(self, job_id: str) -> Route | None:
+        """The router's view of a running job; None once it ends."""
+        handle = self.jobs.get(job_id)
+        if handle is None or handle.finished or handle.abort_reason is not None:
+            return None
+        return Route(handle.names, handle.rank, handle.socket)
 
     def _spawn_job(self, config: PartyConfig, spec: UseCaseSpec, job_id: str,
                    coordinator: str) -> tuple[Any, Any]:
@@ -143,7 +174,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         # Not a daemon: a job blinds with a process pool of its own. It still ends
         # with its worker: its control pipe closes and it exits at once.
         process = self._mp.Process(target=run_job, name=f"job-{job_id[:8]}",
-                                   args=(child, config, spec, job_id, coordinator))
+                                   args=(child, config, spec, job_id, coordinator,
+                                         self._peer_socket(job_id)))
         process.start()
         child.close()
         return process, parent
@@ -217,7 +249,9 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             reason = "the job was already aborted" if aborted else self._stopping
             if reason is None:
                 process, parent = self._start_job(self.config, spec, job_id, coordinator)
-                handle = JobHandle(job_id, coordinator, len(spec.parties), process, parent)
+                handle = JobHandle(job_id, coordinator, len(spec.parties), process, parent,
+                                   names=tuple(spec.parties),
+                                   rank=spec.rank_of(self.config.name))
                 self.jobs[job_id] = handle
         if reason is not None:
             self.audit.append(AuditEvent.JOB_ABORTED, job=job_id, code=Code.ABORTED,
@@ -262,6 +296,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             except queue.Empty:
                 continue
             phase = phase_of(event)
+            if isinstance(event, Ready):  # before the coordinator hears of it: peers follow
+                handle.socket = event.socket
             if phase in (Phase.RELEASED, Phase.DONE):
                 self._record_release(handle.job_id)
             if phase is Phase.DONE:  # before the coordinator hears of it: it seals next
@@ -287,7 +323,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         if isinstance(event, Progress):
             msg.detail = event.detail
         elif isinstance(event, Ready):
-            msg.endpoint = event.endpoint
+            msg.endpoint = self.peer_address  # the job's peers come through this worker
             msg.floors.CopyFrom(rules_to_proto(event.floors))
         elif isinstance(event, ReleaseShares):
             msg.release.keep.CopyFrom(tensor_to_proto(event.keep))
@@ -380,6 +416,8 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         for handle in handles:
             handle.kill(grace_s=max(0.0, deadline - time.monotonic()))
             self._finish(handle, handle.abort_reason)  # audited before the worker's stop
+        if self._peer_dir is not None:
+            shutil.rmtree(self._peer_dir, ignore_errors=True)
 
     def _finished(self, handle: JobHandle) -> None:
         with self._lock:
@@ -419,6 +457,9 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.ledger.cancel(handle.job_id)  # a no-op once the release is recorded
         handle.kill()
         handle.conn.close()
+        if handle.socket is not None and self._peer_dir is not None:
+            # A job process leaves by os._exit, so its socket file stays behind.
+            Path(handle.socket).unlink(missing_ok=True)
         with self._lock:
             self.jobs.pop(handle.job_id, None)
 
@@ -449,12 +490,18 @@ def _start_problem(request: worker_pb2.StartRequest, parties: int) -> str | None
 
 
 def start_worker(config: PartyConfig, identity: TlsIdentity, audit: AuditLog,
-                 max_workers: int = 32) -> tuple[grpc.Server, int, WorkerService]:
+                 max_workers: int | None = None) -> tuple[grpc.Server, int, WorkerService]:
     service = WorkerService(config, audit)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+    # Each call holds a thread while it lasts: a job's Submit stream, and every relayed
+    # peer stream of it (up to max_parties - 1). Too few threads would stall a job.
+    limits = config.limits
+    threads = max_workers or 32 + limits.max_concurrent_jobs * limits.max_parties
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads,
                                                     thread_name_prefix="worker"),
                          options=SERVER_OPTIONS)
     worker_pb2_grpc.add_WorkerServicer_to_server(service, server)
+    server.add_generic_rpc_handlers((service.router.handler(),))
     port = bind_server(server, identity, config.listen)
+    service.peer_address = f"{config.peer_advertise}:{port}"
     server.start()
     return server, port, service

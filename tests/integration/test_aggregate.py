@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +65,91 @@ def test_mpc_run_shows_each_partys_phases_as_plain_lines(federation5: Harness,
                 for line in proc.stderr.splitlines() if f"] {party}: " in line]
         assert [p for p in seen if p in order] == order, seen
     assert (tmp_path / "out" / "product-use-3" / "result.csv").exists()
+
+
+# ---- one inbound port per member ------------------------------------------------------------
+
+def _listening_tcp() -> dict[int, int]:
+    """inode -> port of every listening TCP socket on this machine."""
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                found[int(fields[9])] = int(fields[1].rpartition(":")[2], 16)
+    return found
+
+
+def _local_sockets() -> dict[int, str]:
+    """inode -> path of every bound Unix socket."""
+    found = {}
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8:
+            found[int(fields[6])] = fields[7]
+    return found
+
+
+def _tree(root: int) -> set[int]:
+    """`root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # "pid (name) state ppid ...": the name may hold spaces and parentheses
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except OSError:
+            continue  # it ended meanwhile
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    except OSError:
+        pass  # it ended meanwhile
+    return inodes
+
+
+def test_a_job_listens_on_no_port_of_its_own(federation5: Harness) -> None:
+    """While a job runs, every worker's process tree listens on the worker's port only;
+    its job process takes its peers on a local socket, behind that port."""
+    fed = federation5.fed
+    parties = FIVE[:3]
+    ports = {p: int(fed.addresses[p].rpartition(":")[2]) for p in parties}
+    seen_ports: dict[str, set[int]] = {p: set() for p in parties}
+    job_sockets: dict[str, set[str]] = {p: set() for p in parties}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            tcp, unix = _listening_tcp(), _local_sockets()
+            for party in parties:
+                worker = fed.procs[party].pid
+                for pid in _tree(worker):
+                    inodes = _socket_inodes(pid)
+                    seen_ports[party] |= {tcp[i] for i in inodes if i in tcp}
+                    if pid != worker:
+                        job_sockets[party] |= {unix[i] for i in inodes if i in unix
+                                               and "/mpc-peers-" in unix[i]}
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        outcome = federation5.run(spec_text("product-use-3", parties))
+    finally:
+        done.set()
+        sampler.join()
+    assert outcome.table is not None
+    assert seen_ports == {p: {ports[p]} for p in parties}
+    # The sampling did see each job process, listening on its local socket.
+    assert all(len(job_sockets[p]) == 1 for p in parties), job_sockets

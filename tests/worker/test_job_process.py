@@ -45,6 +45,7 @@ PARTY = "hospital_a"
 PARTIES = ("hospital_a", "hospital_b", "hospital_c")
 JOB = "job-0000000000000001"
 ENDPOINTS = {0: "127.0.0.1:9100", 1: "127.0.0.1:9101", 2: "127.0.0.1:9102"}
+SOCKET = "/run/mpc-worker/job-test.sock"  # the fake mesh never binds it
 FLOORS = DisclosureRules(min_cell=15, min_contributors=2)
 HASH, SIG = "a" * 64, "s" * 86 + "=="
 NOISE = 'noise = { mechanism = "discrete_laplace", epsilon = 1.0 }\n'
@@ -124,8 +125,9 @@ class FakeMesh:
     def peers(self) -> list[int]:
         return [r for r in range(len(self.parties)) if r != self.rank]
 
-    def listen(self) -> str:
-        return "127.0.0.1:9100"
+    def listen_local(self, path: str) -> str:
+        self.socket = path
+        return path
 
     def connect(self, endpoints: dict[int, str], timeout_s: float) -> None:
         self.connects.append(dict(endpoints))
@@ -286,13 +288,13 @@ def run_failing(pipe: Pipe, monkeypatch: pytest.MonkeyPatch,
     conn = make()
 
     def fake_run(control: _Control, *args: Any) -> None:
-        assert args == (config, spec, JOB, "coordinator")
+        assert args == (config, spec, JOB, "coordinator", SOCKET)
         control.mesh = mesh  # type: ignore[assignment]
         if exc is not None:
             raise exc
 
     monkeypatch.setattr(job_process, "_run", fake_run)
-    run_job(conn, config, spec, JOB, "coordinator")  # type: ignore[arg-type]
+    run_job(conn, config, spec, JOB, "coordinator", SOCKET)  # type: ignore[arg-type]
     return conn
 
 
@@ -369,7 +371,7 @@ def run_to_start(pipe: Pipe, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(job_process, "PeerMesh", FakeMesh)
     monkeypatch.setattr(job_process, "recorder_from_env", lambda name: None)
     conn.order(StartOrder(ENDPOINTS, "127.0.0.1:9200", rules))
-    run_job(conn, config, spec, JOB, "coordinator")  # type: ignore[arg-type]
+    run_job(conn, config, spec, JOB, "coordinator", SOCKET)  # type: ignore[arg-type]
     [mesh] = FakeMesh.made
     return conn, mesh
 
@@ -389,7 +391,7 @@ def test_rules_weaker_than_the_spec_with_the_floors_are_refused(
         config: PartyConfig, spec: UseCaseSpec, rules: DisclosureRules) -> None:
     conn, mesh = run_to_start(pipe, monkeypatch, config, spec, rules)
     assert conn.sent == [Progress(Phase.LOCAL_TABLE, detail="9 cells"),
-                         Ready("127.0.0.1:9100", FLOORS),
+                         Ready(SOCKET, FLOORS),
                          Failed(Code.POLICY, PARTY, WEAKER)]
     assert mesh.connects == [] and mesh.aborts == [WEAKER]
     assert (mesh.job_id, mesh.rank, mesh.parties) == (JOB, 0, PARTIES)

@@ -25,11 +25,12 @@ from mpc.audit.log import AuditLog, Head, iter_entries
 from mpc.config.party import PartyConfig, load_party_config
 from mpc.config.rules import DisclosureRules
 from mpc.config.spec import UseCaseSpec
-from mpc.errors import Code
+from mpc.errors import Code, ConfigError
 from mpc.phases import Phase
 from mpc.proto import common_pb2, worker_pb2
 from mpc.transport.messages import failure_from_proto, rules_from_proto, rules_to_proto
 from mpc.transport.pki import issue_member, make_ca
+from mpc.transport.router import Route
 from mpc.worker.job_events import (
     AbortOrder,
     Done,
@@ -52,6 +53,7 @@ JOB = "job-0000000000000001"
 SPEC = spec_text("product-use", PARTIES, group_by=("product", "line"))
 ENDPOINTS = {0: "127.0.0.1:9100", 1: "127.0.0.1:9101", 2: "127.0.0.1:9102"}
 DEALER = "127.0.0.1:9200"
+SOCKET = "/run/mpc-worker/job.sock"  # where a job process would take its peers
 FLOORS = DisclosureRules(min_cell=15, min_contributors=2)
 
 
@@ -309,7 +311,7 @@ def accepted(world: World, **submit: Any) -> tuple[Iterator[worker_pb2.JobEvent]
 def finished(world: World) -> list[worker_pb2.JobEvent]:
     """A job run to its end at this party: the events after ACCEPTED."""
     stream, job = accepted(world)
-    job.emit(Ready("127.0.0.1:9100", FLOORS))
+    job.emit(Ready(SOCKET, FLOORS))
     job.emit(Done(3, Head(PARTY, 7, "a" * 64, "s" * 86 + "==")))
     job.exit()
     return list(stream)
@@ -331,10 +333,13 @@ def test_a_job_runs_and_the_worker_relays_every_event(world: World) -> None:
     assert set(world.service.jobs) == {JOB}
 
     job.emit(Progress(Phase.LOCAL_TABLE, "9 cells"))
-    job.emit(Ready("127.0.0.1:9100", FLOORS))
+    assert world.service.router.lookup(JOB) == Route(PARTIES, 0, None)  # no socket yet
+    job.emit(Ready(SOCKET, FLOORS))
     local, ready = next(stream), next(stream)
     assert (phase(local), local.detail) == (Phase.LOCAL_TABLE, "9 cells")
-    assert phase(ready) is Phase.READY and ready.endpoint == "127.0.0.1:9100"
+    # Peers reach the job through the worker's own port, never one of the job's.
+    assert phase(ready) is Phase.READY and ready.endpoint == "127.0.0.1:7001"
+    assert world.service.router.lookup(JOB) == Route(PARTIES, 0, SOCKET)
     assert rules_from_proto(ready.floors) == FLOORS
 
     rules = DisclosureRules(min_cell=15, suppress_zero=True, min_contributors=2)
@@ -376,6 +381,24 @@ def test_a_job_runs_and_the_worker_relays_every_event(world: World) -> None:
     # it ended by itself: no abort order, no kill, and it is off the books
     assert job.orders() == [StartOrder(ENDPOINTS, DEALER, rules)]
     assert not job.killed and not world.service.jobs
+
+
+def test_the_job_endpoint_is_the_workers_advertised_host_on_its_port(
+        make_world: Callable[..., World]) -> None:
+    world = make_world(peer_advertise="203.0.113.5")  # behind NAT: peers dial another host
+    stream, job = accepted(world)
+    job.emit(Ready(SOCKET, FLOORS))
+    assert next(stream).endpoint == "203.0.113.5:7001"
+    world.abort(reason="enough")
+    assert list(stream) == []
+    assert world.service.router.lookup(JOB) is None  # an ended job takes no more peers
+
+
+def test_the_removed_peer_host_field_is_refused_with_its_reason(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="removed: job processes no longer listen on a host "
+                                          "or port of their own") as refused:
+        party_config(tmp_path, peer_host="0.0.0.0")
+    assert refused.value.field == "peer_host"
 
 
 def test_a_failure_of_the_job_is_relayed_with_its_origin_and_audited_once(

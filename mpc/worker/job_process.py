@@ -66,6 +66,7 @@ class _Control:
         self.conn = conn
         self.starts: queue.Queue[StartOrder] = queue.Queue()
         self.mesh: PeerMesh | None = None
+        self.audit: JobRecorder | None = None
         self._send_lock = threading.Lock()
         threading.Thread(target=self._run, daemon=True, name="job-control").start()
 
@@ -98,12 +99,22 @@ class _Control:
         os._exit(2)  # a blinding pool's processes follow: their task pipe closes
 
 
+def _fresh_global_generators() -> None:
+    """A job forked from the warm forkserver (worker/warm.py) would otherwise start with the
+    same torch and numpy global generator states as every other job."""
+    import numpy as np
+
+    torch.seed()
+    np.random.seed()
+
+
 def run_job(conn: Connection, config: PartyConfig, spec: UseCaseSpec, job_id: str,
             coordinator: str, peer_socket: str) -> None:
     """Entry point of the job process; `spec` is the one the worker's policy approved, and
     `peer_socket` the local socket its worker relays the job's peers to."""
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s {config.name} job {job_id[:8]} %(message)s")
+    _fresh_global_generators()
     control = _Control(conn)
     try:
         _run(control, config, spec, job_id, coordinator, peer_socket)
@@ -113,6 +124,13 @@ def run_job(conn: Connection, config: PartyConfig, spec: UseCaseSpec, job_id: st
         party = exc.party if isinstance(exc, PeerFault) else config.name
         reason = str(exc) if isinstance(exc, MpcError) else f"internal error ({type(exc).__name__})"
         log.warning("job failed (%s): %s", code_of(exc), exc)
+        if control.audit is not None:
+            # The messages this party sent before the failure: without them the audit would
+            # read its peers' receipts as messages nobody sent.
+            try:
+                control.audit.flush()
+            except Exception:  # noqa: BLE001 - the failure is reported either way
+                log.exception("could not write the job's last audit entries")
         # Report first, then tear down: closing channels to a dead peer can take seconds.
         control.emit(Failed(code_of(exc), party, reason))
         if control.mesh is not None:
@@ -136,6 +154,7 @@ def _run(control: _Control, config: PartyConfig, spec: UseCaseSpec, job_id: str,
     identity = TlsIdentity.load(config.tls, expected_name=config.name, source=config.source)
     audit = JobRecorder(AuditLog.open(config.audit_log, config.signing_key, config.name,
                                       "party"), job_id, config.name)
+    control.audit = audit
     observers: list[Any] = [audit.observe]
     wire = recorder_from_env(config.name)
     if wire is not None:

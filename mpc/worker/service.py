@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
-import multiprocessing as mp
 import queue
 import shutil
 import tempfile
@@ -67,6 +66,7 @@ from mpc.worker.job_events import (
 from mpc.worker.job_process import run_job
 from mpc.worker.ledger import Ledger
 from mpc.worker.policy import approve, floors
+from mpc.worker.warm import job_context, warm_up
 
 log = logging.getLogger(__name__)
 Event = worker_pb2.JobEvent
@@ -143,7 +143,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self._sealable: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._stopping: str | None = None  # why the worker stops, once it does
-        self._mp = mp.get_context("spawn")  # never fork a process that runs gRPC
+        self._mp = job_context()  # forked from a warm forkserver, never from this process
         self._start_job = start_job or self._spawn_job
         # Where peers dial this worker's jobs: its own port (start_worker sets the bound one).
         self.peer_address = f"{config.peer_advertise}:{config.listen.rpartition(':')[2]}"
@@ -504,4 +504,5 @@ def start_worker(config: PartyConfig, identity: TlsIdentity, audit: AuditLog,
     port = bind_server(server, identity, config.listen)
     service.peer_address = f"{config.peer_advertise}:{port}"
     server.start()
+    threading.Thread(target=warm_up, daemon=True, name="warm-up").start()
     return server, port, service

@@ -87,7 +87,12 @@ class Worlds:
             for party in parsed.parties:
                 message = message.replace(party, "<party>")
             reached = {phase for _, phases in self._phases() for phase in phases}
-            stage = SHARED if reached & _SHARING else READ_DATA if reached & _READING \
+            # How far the failing party got is what its failure tells; how far the others got
+            # before the abort reached them is a race between processes (warm job processes
+            # read their tables sooner), not a data question. Sharing needs every party.
+            own = {phase for party, phases in self._phases() if party == failed.party
+                   for phase in phases}
+            stage = SHARED if reached & _SHARING else READ_DATA if own & _READING \
                 else BEFORE_DATA
             return View("failed", message, phases=(stage,))
         table = outcome.table

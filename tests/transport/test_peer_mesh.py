@@ -30,12 +30,9 @@ def ident(pki: Path, name: str) -> TlsIdentity:
     return TlsIdentity.load(TlsFiles(pki / "ca.pem", pki / f"{name}.pem", pki / f"{name}.key"))
 
 
-def meshes(pki: Path, names: list[str], identities: list[str] | None = None,
-           **kwargs) -> list[PeerMesh]:  # type: ignore[no-untyped-def]
-    identities = identities or names
-    ms = [PeerMesh("job-test-0001", r, names, ident(pki, identities[r]), **kwargs)
-          for r in range(len(names))]
-    endpoints = {r: m.listen() for r, m in enumerate(ms)}
+def connect_all(ms: list[PeerMesh], endpoints: dict[int, str]) -> list[PeerMesh]:
+    """Connect every mesh of one job at once (each waits for its lower ranks); on a failure
+    close them all and raise it."""
     errors: list[BaseException] = []
 
     def connect(m: PeerMesh) -> None:
@@ -52,6 +49,15 @@ def meshes(pki: Path, names: list[str], identities: list[str] | None = None,
             m.close(grace_s=0.1)
         raise errors[0]
     return ms
+
+
+def meshes(pki: Path, names: list[str], identities: list[str] | None = None,
+           **kwargs) -> list[PeerMesh]:  # type: ignore[no-untyped-def]
+    identities = identities or names
+    ms = [PeerMesh("job-test-0001", r, names, ident(pki, identities[r]), **kwargs)
+          for r in range(len(names))]
+    endpoints = {r: m.listen() for r, m in enumerate(ms)}
+    return connect_all(ms, endpoints)
 
 
 def test_large_tensors_arrive_whole_and_in_order(pki: Path) -> None:

@@ -3,7 +3,6 @@ job meshes on local sockets behind them; what the router refuses, and with which
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -26,6 +25,7 @@ from mpc.transport.router import (
     local_channel,
 )
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, secure_channel
+from tests.transport.test_peer_mesh import connect_all
 
 pytestmark = pytest.mark.integration  # gRPC servers on loopback and Unix sockets
 
@@ -80,22 +80,7 @@ def routed_meshes(members: dict[str, Member], sockets: Path, names: tuple[str, .
         members[name].routes[JOB] = Route(names, r, path)
         ms.append(mesh)
     endpoints = {r: members[name].address for r, name in enumerate(names)}
-    errors: list[BaseException] = []
-
-    def connect(m: PeerMesh) -> None:
-        try:
-            m.connect(endpoints, timeout_s=5)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=connect, args=(m,)) for m in ms]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    if errors:
-        for m in ms:
-            m.close(grace_s=0.1)
-        raise errors[0]
-    return ms
+    return connect_all(ms, endpoints)
 
 
 def test_a_job_talks_through_each_members_port(members: dict[str, Member],

@@ -62,18 +62,19 @@ def next_job_is_correct(harness: Harness) -> None:
 
 
 def job_processes(worker_pid: int) -> list[int]:
-    """The worker's job processes (spawned children), not its resource tracker."""
-    found = []
+    """The worker's job processes: the children of its forkserver (worker/warm.py), not the
+    forkserver itself nor the resource tracker."""
+    parents: dict[int, list[tuple[int, bytes]]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             stat = (entry / "stat").read_text()
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-            if ppid == worker_pid and b"spawn_main" in cmdline:
-                found.append(int(entry.name))
-    return found
+            parents.setdefault(ppid, []).append((int(entry.name),
+                                                 (entry / "cmdline").read_bytes()))
+    servers = [pid for pid, cmdline in parents.get(worker_pid, []) if b"forkserver" in cmdline]
+    return [pid for server in servers for pid, _ in parents.get(server, [])]
 
 
 def fail_at_disclosure(harness: Harness, fault: Any) -> tuple[JobFailed, float]:

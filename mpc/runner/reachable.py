@@ -50,11 +50,9 @@ def wait_reachable(federation: Federation, identity: TlsIdentity, parties: Seque
     """Wait up to wait_s for every party's worker and the dealer; returns who is still
     unreachable (empty: all are). `on_waiting` hears, once, who is not reachable yet."""
     deadline = time.monotonic() + wait_s
-    addresses = {}
-    for name in parties:
-        member = federation.members().get(name)
-        if member is not None and member.address is not None:
-            addresses[name] = member.address
+    members = federation.members()
+    addresses = {name: members[name].address for name in parties
+                 if name in members and members[name].address is not None}
     pending = list(addresses)
     dealer = federation.dealer
     dealer_pending = dealer.address is not None

@@ -140,17 +140,23 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
         self._relayed = False  # listens on a local socket, behind its worker's router
 
     # ---- set-up -------------------------------------------------------------------------
-    def listen(self, port: int = 0) -> str:
-        """Start this party's end of the mesh; return the address peers dial."""
+    def _serve(self, bind: Callable[[grpc.Server], int]) -> int:
+        """Start the mesh's server on what `bind` binds; return the bound port."""
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=len(self.parties) + 2,
                                        thread_name_prefix="peer"),
             options=SERVER_OPTIONS,
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(self, server)
-        bound = bind_server(server, self.identity, f"{self.host}:{port}")
+        bound = bind(server)
         server.start()
         self._server = server
+        return bound
+
+    def listen(self, port: int = 0) -> str:
+        """Start this party's end of the mesh; return the address peers dial."""
+        bound = self._serve(lambda server: bind_server(server, self.identity,
+                                                       f"{self.host}:{port}"))
         return f"{self.advertise_host}:{bound}"
 
     def listen_local(self, path: str) -> str:
@@ -160,21 +166,18 @@ class PeerMesh(peer_pb2_grpc.PeerExchangeServicer):
             raise TransportError(f"the job's socket path {path} is too long for a Unix "
                                  f"socket (at most {MAX_SOCKET_PATH} bytes; set a shorter "
                                  "TMPDIR for the worker)")
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=len(self.parties) + 2,
-                                       thread_name_prefix="peer"),
-            options=SERVER_OPTIONS,
-        )
-        peer_pb2_grpc.add_PeerExchangeServicer_to_server(self, server)
-        try:
-            bound = server.add_secure_port(f"unix:{path}", local_server_credentials())
-        except RuntimeError as exc:
-            raise TransportError(f"cannot listen on {path}: {exc}") from None
-        if bound == 0:
-            raise TransportError(f"cannot listen on {path}")
+
+        def bind(server: grpc.Server) -> int:
+            try:
+                bound = server.add_secure_port(f"unix:{path}", local_server_credentials())
+            except RuntimeError as exc:
+                raise TransportError(f"cannot listen on {path}: {exc}") from None
+            if bound == 0:
+                raise TransportError(f"cannot listen on {path}")
+            return bound
+
         self._relayed = True
-        server.start()
-        self._server = server
+        self._serve(bind)
         return path
 
     def connect(self, endpoints: Mapping[int, str], timeout_s: float = 60.0) -> None:

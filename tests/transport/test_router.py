@@ -11,7 +11,6 @@ import grpc
 import pytest
 import torch
 
-from mpc.config.party import TlsFiles
 from mpc.errors import PeerAbort, PeerUnreachable
 from mpc.proto import peer_pb2, peer_pb2_grpc
 from mpc.transport.peer_mesh import PeerMesh
@@ -25,7 +24,7 @@ from mpc.transport.router import (
     local_channel,
 )
 from mpc.transport.tls import SERVER_OPTIONS, TlsIdentity, bind_server, secure_channel
-from tests.transport.test_peer_mesh import connect_all
+from tests.transport.test_peer_mesh import connect_all, ident
 
 pytestmark = pytest.mark.integration  # gRPC servers on loopback and Unix sockets
 
@@ -39,10 +38,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("pki")
     make_dev_pki(folder, [*NAMES, "outsider"])
     return folder
-
-
-def ident(pki: Path, name: str) -> TlsIdentity:
-    return TlsIdentity.load(TlsFiles(pki / "ca.pem", pki / f"{name}.pem", pki / f"{name}.key"))
 
 
 class Member:

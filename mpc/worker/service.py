@@ -67,6 +67,7 @@ from mpc.worker.job_process import run_job
 from mpc.worker.ledger import Ledger
 from mpc.worker.policy import approve, floors
 from mpc.worker.warm import job_context, warm_up
+from mpc.worker.warm import stop as stop_forkserver
 
 log = logging.getLogger(__name__)
 Event = worker_pb2.JobEvent
@@ -418,6 +419,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             self._finish(handle, handle.abort_reason)  # audited before the worker's stop
         if self._peer_dir is not None:
             shutil.rmtree(self._peer_dir, ignore_errors=True)
+        stop_forkserver()
 
     def _finished(self, handle: JobHandle) -> None:
         with self._lock:

@@ -15,7 +15,10 @@ randomness never came from these: it is drawn from the OS and the dealer's strea
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
+import signal
 from multiprocessing import forkserver
 from multiprocessing.context import ForkServerContext
 
@@ -36,3 +39,17 @@ def job_context() -> ForkServerContext:
 def warm_up() -> None:
     """Start the forkserver now (it imports PRELOAD), so the first job starts warm too."""
     forkserver.ensure_running()
+
+
+def stop() -> None:
+    """End the forkserver with the worker. Left alone it would notice the worker is gone
+    only once it has finished importing PRELOAD, seconds later, so it is told to stop
+    (SIGTERM ends it even mid-import), then reaped. multiprocessing has no public way to
+    stop it; `_stop` is what its own tests use."""
+    server = forkserver._forkserver  # noqa: SLF001
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    server._stop()  # type: ignore[attr-defined]  # noqa: SLF001

@@ -94,9 +94,18 @@ class _Control:
             os._exit(3)  # the worker is gone: nothing may continue without it
 
     def _abort(self, reason: str) -> None:
+        self.flush_audit()  # what this party sent, so its peers' receipts pair in the audit
         if self.mesh is not None:
             self.mesh.abort(reason)
         os._exit(2)  # a blinding pool's processes follow: their task pipe closes
+
+    def flush_audit(self) -> None:
+        """Write the job's buffered audit entries; a failure to is logged, never raised."""
+        if self.audit is not None:
+            try:
+                self.audit.flush()
+            except Exception:  # noqa: BLE001 - the job ends either way
+                log.exception("could not write the job's last audit entries")
 
 
 def _fresh_global_generators() -> None:
@@ -124,13 +133,9 @@ def run_job(conn: Connection, config: PartyConfig, spec: UseCaseSpec, job_id: st
         party = exc.party if isinstance(exc, PeerFault) else config.name
         reason = str(exc) if isinstance(exc, MpcError) else f"internal error ({type(exc).__name__})"
         log.warning("job failed (%s): %s", code_of(exc), exc)
-        if control.audit is not None:
-            # The messages this party sent before the failure: without them the audit would
-            # read its peers' receipts as messages nobody sent.
-            try:
-                control.audit.flush()
-            except Exception:  # noqa: BLE001 - the failure is reported either way
-                log.exception("could not write the job's last audit entries")
+        # The messages this party sent before the failure: without them the audit would read
+        # its peers' receipts as messages nobody sent.
+        control.flush_audit()
         # Report first, then tear down: closing channels to a dead peer can take seconds.
         control.emit(Failed(code_of(exc), party, reason))
         if control.mesh is not None:
